@@ -1,0 +1,46 @@
+# moocassets — two commands: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo demo-batch test test-fast lint bench bench-io bench-extract bench-pipeline clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+	@touch $(STAMP)
+
+## Build the environment, start the simulator, fill every table for every course, serve the UI.
+demo: $(STAMP)
+	$(BIN)/python -m moocassets.demo --ui
+
+## The same without the UI; exits when the tables are filled.
+demo-batch: $(STAMP)
+	$(BIN)/python -m moocassets.demo
+
+## Build the environment and run the whole test suite (MariaDB tests need MOOCASSETS_TEST_DATABASE_URL
+## or the local server; under CI=true an unreachable server is a failure, otherwise a skip).
+test: $(STAMP)
+	$(BIN)/ruff check moocassets moocassets_tests benchmarks
+	$(BIN)/dagster definitions validate -m moocassets.definitions
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check moocassets moocassets_tests benchmarks
+
+bench: bench-io bench-extract
+
+bench-io: $(STAMP)
+	$(BIN)/python -m benchmarks.io_bulk_load
+
+bench-extract: $(STAMP)
+	$(BIN)/python -m benchmarks.extract_latency
+
+clean:
+	rm -rf $(VENV) .dagster_home .pytest_cache .ruff_cache

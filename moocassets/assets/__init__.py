@@ -1,0 +1,1 @@
+"""Thin asset definitions: wire resources to transforms, nothing else."""

@@ -1,0 +1,34 @@
+"""The one place where assets, resources, IO managers, sensors and checks meet."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from moocassets import settings
+from moocassets.assets.extract import EXTRACT_ASSETS
+from moocassets.assets.warehouse import WAREHOUSE_ASSETS
+from moocassets.io import WarehouseIOManager
+from moocassets.sources import H5PApiResource, MoocApiResource
+
+
+def build_resources() -> dict[str, object]:
+    """Resources from the environment (see README "Configuration")."""
+    return {
+        "mooc": MoocApiResource(
+            base_url=settings.env_or_default(settings.MOOC_API_URL, settings.DEFAULT_MOOC_API_URL),
+            sessionid=settings.env_or_none(settings.MOOC_SESSIONID),
+            email=settings.env_or_none(settings.MOOC_EMAIL),
+            password=settings.env_or_none(settings.MOOC_PASSWORD),
+        ),
+        "h5p": H5PApiResource(
+            base_url=settings.env_or_default(settings.H5P_API_URL, settings.DEFAULT_H5P_API_URL),
+        ),
+        "warehouse_io_manager": WarehouseIOManager(database_url=settings.database_url()),
+        "extract_io_manager": dg.FilesystemIOManager(),
+    }
+
+
+defs = dg.Definitions(
+    assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS],
+    resources=build_resources(),
+)

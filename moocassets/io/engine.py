@@ -1,0 +1,109 @@
+"""SQLAlchemy engines for the warehouse, shared by the IO manager and ``WarehouseResource``.
+
+``make_engine(url)`` returns one engine per ``(url, options, process id)``: engines (and their
+connection pools) must never cross a ``fork``, and Dagster's multiprocess executor forks/spawns a
+process per step. MySQL/MariaDB engines use PyMySQL with ``charset=utf8mb4``, ``local_infile`` (so
+the IO manager can ``LOAD DATA LOCAL INFILE``), ``pool_pre_ping`` and an explicit
+``REPEATABLE READ`` isolation level (READ COMMITTED produced deadlocks between partition writers,
+see ``shared/notes/mysql-bulk-load.md`` §4). SQLite (the demo fallback) uses WAL and a busy timeout.
+
+Passwords never appear in messages: use :func:`safe_url` to render a URL.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_ENGINES: dict[tuple[str, bool, int], sa.Engine] = {}
+_LOCK = threading.Lock()
+
+
+def safe_url(url: str | sa.URL) -> str:
+    """The URL with its password masked (safe for logs, errors and metadata)."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL may contain anything: show nothing
+        return "<unparsable database URL>"
+
+
+def is_mysql(engine_or_url: sa.Engine | sa.URL | str) -> bool:
+    url = engine_or_url.url if isinstance(engine_or_url, sa.Engine) else sa.make_url(engine_or_url)
+    return url.get_backend_name() in ("mysql", "mariadb")
+
+
+def is_sqlite(engine_or_url: sa.Engine | sa.URL | str) -> bool:
+    url = engine_or_url.url if isinstance(engine_or_url, sa.Engine) else sa.make_url(engine_or_url)
+    return url.get_backend_name() == "sqlite"
+
+
+def database_name(engine: sa.Engine) -> str:
+    """The schema name used in ``dagster/table_name`` (``main`` for SQLite)."""
+    if is_sqlite(engine):
+        return "main"
+    return engine.url.database or ""
+
+
+def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS:d}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cur.close()
+
+
+def _create(url: sa.URL, local_infile: bool) -> sa.Engine:
+    backend = url.get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        query = dict(url.query)
+        query.setdefault("charset", "utf8mb4")
+        url = url.set(query=query)
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+            isolation_level="REPEATABLE READ",
+            connect_args={"local_infile": local_infile},
+        )
+    if backend == "sqlite":
+        engine = sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    raise ValueError(
+        f"unsupported warehouse database {safe_url(url)}: use mysql+pymysql://... or sqlite:///..."
+    )
+
+
+def make_engine(url: str | sa.URL, *, local_infile: bool = True) -> sa.Engine:
+    """The process-wide engine for ``url`` (created on first use, per process id).
+
+    ``local_infile=False`` is for tests of the INSERT fallback (a client refusing LOCAL INFILE).
+    """
+    parsed = sa.make_url(url)
+    key = (parsed.render_as_string(hide_password=False), local_infile, os.getpid())
+    with _LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _create(parsed, local_infile)
+            _ENGINES[key] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Dispose every engine of this process (tests, or after a fork)."""
+    with _LOCK:
+        pid = os.getpid()
+        for key in [k for k in _ENGINES if k[2] == pid]:
+            _ENGINES.pop(key).dispose()
