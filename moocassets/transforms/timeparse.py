@@ -31,7 +31,11 @@ def to_utc(value: datetime | pd.Timestamp) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     if ts is pd.NaT:
         raise TimeParseError("NaT is not a point in time")
-    return ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+    ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+    try:
+        return ts.as_unit("ns")  # the warehouse frames are datetime64[ns, UTC]
+    except (OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        raise TimeParseError(f"timestamp {value!r} outside the representable range") from exc
 
 
 def parse_timestamp(value: Any) -> pd.Timestamp | None:
@@ -53,9 +57,8 @@ def parse_timestamp(value: Any) -> pd.Timestamp | None:
     if not text:
         return None
     try:
-        parsed = datetime.fromisoformat(text)
-        return to_utc(parsed)
-    except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+        return to_utc(datetime.fromisoformat(text))
+    except (ValueError, OverflowError) as exc:
         raise TimeParseError(f"unparseable timestamp {value!r}") from exc
 
 
