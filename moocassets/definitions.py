@@ -31,4 +31,7 @@ def build_resources() -> dict[str, object]:
 defs = dg.Definitions(
     assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS],
     resources=build_resources(),
+    # One course partition per run; steps run in one process (no per-step process start-up,
+    # one HTTP client per system per run). The H5P fan-out is concurrent inside each step.
+    executor=dg.in_process_executor,
 )

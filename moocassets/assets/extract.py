@@ -6,7 +6,6 @@ Extract frames are kept by the ``extract_io_manager`` (pickles under Dagster's s
 assets turn them into the ERD tables.
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -127,7 +126,6 @@ def _extract_kwargs(description: str, pool: str, spec: schema.TableSpec | None) 
         "kinds": {"python", "pandas"},
         "owners": ["team:learning-analytics"],
         "description": description,
-        "backfill_policy": dg.BackfillPolicy.single_run(),
         **({"dagster_type": spec.dagster_type} if spec is not None else {}),
         "code_version": "1",
     }

@@ -5,7 +5,6 @@ partition replaced per transaction. Detail tables keep only learners enrolled in
 summaries aggregate their detail table; ``raw_data`` joins everything per learner.
 """
 
-from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +38,6 @@ def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any
             "dagster/column_schema": spec.table_schema,
             "dagster/table_name": spec.name,
         },
-        "backfill_policy": dg.BackfillPolicy.single_run(),
         "code_version": "1",
     }
 
