@@ -4,8 +4,8 @@ Usage: ``python -m moocassets.demo [--ui] [--courses 3] [--learners 200] [--seed
 
 The simulator runs as a child process on a loopback port with a freshly generated password, which
 is handed to the pipeline through the environment (never printed). ``DAGSTER_HOME`` defaults to
-``./.dagster_home`` so the UI shows the demo's runs. Without ``MOOCASSETS_DATABASE_URL`` the warehouse
-is an embedded SQLite file; set it to a MySQL URL to fill MySQL instead.
+``./.dagster_home`` so the UI shows the demo's runs. Without ``MOOCASSETS_DATABASE_URL`` the
+warehouse is an embedded SQLite file; set it to a MySQL URL to fill MySQL instead.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ CONTENT_ID = _c("content_id", "int", nullable=False, min_value=0, description="H
 
 @dataclass(frozen=True)
 class TableSpec:
-    """A warehouse table: its columns, keys and indexes. ``id BIGINT AUTO_INCREMENT`` is implicit."""
+    """A warehouse table: columns, keys and indexes (``id BIGINT AUTO_INCREMENT`` is implicit)."""
 
     name: str
     description: str
@@ -228,7 +228,7 @@ class TableSpec:
                 out[c.name] = _coerce_series(frame[c.name], c)
             except SchemaError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - re-raised with the column named
+            except Exception as exc:
                 raise SchemaError(
                     f"table {self.name}, column {c.name} ({c.sql_type_name}): {exc}"
                 ) from exc

@@ -35,7 +35,8 @@ def _require_server() -> sa.URL:
             conn.execute(sa.text("SELECT 1"))
         eng.dispose()
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
-        msg = f"no MySQL/MariaDB at {url.render_as_string(hide_password=True)} ({exc.__class__.__name__}); {START_HINT}"
+        where = url.render_as_string(hide_password=True)
+        msg = f"no MySQL/MariaDB at {where} ({exc.__class__.__name__}); {START_HINT}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(msg)
         pytest.skip(msg)

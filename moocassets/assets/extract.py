@@ -2,8 +2,8 @@
 
 Each asset calls a source resource, normalizes the payload with a pure transform
 (:mod:`moocassets.transforms.payloads`), applies the reject threshold and returns a typed frame.
-Extract frames are kept by the ``extract_io_manager`` (pickles under Dagster's storage); the warehouse
-assets turn them into the ERD tables.
+Extract frames are kept by the ``extract_io_manager`` (pickles under Dagster's storage); the
+warehouse assets turn them into the ERD tables.
 """
 
 
@@ -145,7 +145,7 @@ def mooc_course_extract(
 ) -> pd.DataFrame:
     frames, stats = [], []
     for course_id in course_keys(context):
-        fetched = mooc.course_details(course_id)
+        fetched = mooc.course_details(course_id, log=context.log)
         stats.append(fetched.stats)
         frames.append(payloads.course_frame(course_id, fetched.data))
     frame = pd.concat(frames, ignore_index=True)
@@ -163,7 +163,7 @@ def _mooc_extract(
     endpoint: str,
     description: str,
     spec: schema.TableSpec,
-    fetch: Callable[[MoocApiResource, str], Any],
+    fetch: Callable[[MoocApiResource, str, Any], Any],
     parse: Callable[[str, Any, datetime], payloads.Parsed],
 ) -> dg.AssetsDefinition:
     @dg.asset(name=name, **_extract_kwargs(description, MOOC_POOL, spec))
@@ -172,7 +172,7 @@ def _mooc_extract(
     ) -> pd.DataFrame:
         parsed, stats = [], []
         for course_id in course_keys(context):
-            fetched = fetch(mooc, course_id)
+            fetched = fetch(mooc, course_id, context.log)
             stats.append(fetched.stats)
             parsed.append(parse(course_id, fetched.data, _now()))
         return _finish(context, endpoint, parsed, _merge_stats(stats), config, spec)
@@ -186,7 +186,7 @@ mooc_enrollments_extract = _mooc_extract(
     "Every enrollment of the course (MOOC M1, paged until a short page). Drives the learner "
     "list of the H5P extracts.",
     schema.ENROLLMENTS,
-    lambda m, c: m.enrollments(c),
+    lambda m, c, log: m.enrollments(c, log=log),
     payloads.enrollment_rows,
 )
 mooc_grades_extract = _mooc_extract(
@@ -194,7 +194,7 @@ mooc_grades_extract = _mooc_extract(
     "M4 export/student-grades",
     "One grade row per learner (MOOC M4 export; both envelopes accepted).",
     schema.MOOC_GRADES,
-    lambda m, c: m.grades(c),
+    lambda m, c, log: m.grades(c, log=log),
     payloads.grade_rows,
 )
 mooc_progress_extract = _mooc_extract(
@@ -202,7 +202,7 @@ mooc_progress_extract = _mooc_extract(
     "M5 export/student-progress",
     "One progress row per learner (MOOC M5 export; both envelopes accepted).",
     schema.MOOC_PROGRESS,
-    lambda m, c: m.progress(c),
+    lambda m, c, log: m.progress(c, log=log),
     payloads.progress_rows,
 )
 mooc_discussions_extract = _mooc_extract(
@@ -210,7 +210,7 @@ mooc_discussions_extract = _mooc_extract(
     "M6 export/student-discussions",
     "Forum activity per learner (MOOC M6 export); learners without activity are absent.",
     schema.MOOC_DISCUSSIONS,
-    lambda m, c: m.discussions(c),
+    lambda m, c, log: m.discussions(c, log=log),
     payloads.discussion_rows,
 )
 
@@ -220,7 +220,7 @@ def _h5p_extract(
     endpoint: str,
     description: str,
     spec: schema.TableSpec,
-    fetch: Callable[[H5PApiResource, str, list[int]], Any],
+    fetch: Callable[[H5PApiResource, str, list[int], Any], Any],
     parse: Callable[[str, Any, datetime], payloads.Parsed],
 ) -> dg.AssetsDefinition:
     @dg.asset(
@@ -239,7 +239,7 @@ def _h5p_extract(
         for course_id, enrolled in learners.items():
             user_ids = sorted(int(u) for u in enrolled["user_id"].dropna().unique())
             context.log.info(f"{endpoint}: {course_id}: fetching {len(user_ids)} learners")
-            fetched = fetch(h5p, course_id, user_ids)
+            fetched = fetch(h5p, course_id, user_ids, context.log)
             stats.append(fetched.stats)
             parsed.append(parse(course_id, fetched.data, _now()))
         return _finish(context, endpoint, parsed, _merge_stats(stats), config, spec)
@@ -253,7 +253,7 @@ h5p_scores_extract = _h5p_extract(
     "H5P content scores of every enrolled learner (H5P H1, one call per learner, fanned out "
     "concurrently). A 404 `no_data` means the learner has no rows.",
     schema.H5P_SCORES,
-    lambda h, c, u: h.scores(c, u),
+    lambda h, c, u, log: h.scores(c, u, log=log),
     payloads.h5p_score_rows,
 )
 video_progress_extract = _h5p_extract(
@@ -261,7 +261,7 @@ video_progress_extract = _h5p_extract(
     "H2 video-progress",
     "Video progress of every enrolled learner (H5P H2, one call per learner).",
     schema.VIDEO_PROGRESS,
-    lambda h, c, u: h.video_progress(c, u),
+    lambda h, c, u, log: h.video_progress(c, u, log=log),
     payloads.video_rows,
 )
 dashboard_extract = _h5p_extract(
@@ -269,7 +269,7 @@ dashboard_extract = _h5p_extract(
     "H3 combined-progress (H4 dashboard fallback)",
     "Per-learner dashboard (H5P H3 combined progress; the older H4 dashboard when H3 fails).",
     schema.DASHBOARD_SUMMARY,
-    lambda h, c, u: h.dashboards(c, u),
+    lambda h, c, u, log: h.dashboards(c, u, log=log),
     payloads.dashboard_rows,
 )
 
