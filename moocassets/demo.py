@@ -109,6 +109,8 @@ def materialize_everything(course_ids: list[str]) -> None:
         result = job.execute_in_process(
             instance=instance, partition_key=course_id, raise_on_error=False,
             tags={"moocassets/source": "demo"},
+            # keep the terminal readable: step events go to the instance (and the UI), not here
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         steps = [e for e in result.all_events if e.is_successful_output]
         if not result.success:
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.executable, "-m", "moocassets.simulator", "--host", "127.0.0.1",
         "--port", str(sim_port), "--courses", str(args.courses), "--learners",
         str(args.learners), "--seed", str(args.seed), "--mooc-email", DEMO_EMAIL,
-        "--mooc-password", password,
+        "--mooc-password", password, "--now", "wall", "--log-level", "warning",
     ]
     print(f"[demo] starting the simulator on {base} ({args.courses} courses × "
           f"{args.learners} learners, seed {args.seed})", flush=True)

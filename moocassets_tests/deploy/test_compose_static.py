@@ -1,0 +1,291 @@
+"""Static checks of the docker-compose stack, the Dockerfile and the secret handling.
+
+There is no Docker engine on the CI/dev machine, so these tests read the files: the compose file
+must only reference services, volumes, networks and variables that exist, build one image from
+the lockfile, and keep secrets out of git.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILE = REPO / "Dockerfile"
+ENV_EXAMPLE = REPO / ".env.example"
+DOCKERIGNORE = REPO / ".dockerignore"
+
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}; `$${...}` is an escaped literal `$`.
+_VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
+_PLACEHOLDER_RE = re.compile(r"change-me|example\.(org|com)|^\d+$|^[a-z_]+$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _env_example() -> dict[str, str]:
+    """Variables documented in .env.example: active lines and commented `# NAME=value` lines."""
+    out: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        m = re.match(r"^\s*(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if m:
+            out[m.group(2)] = m.group(3).strip()
+    return out
+
+
+def _active_env_example() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        m = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _depends_on(svc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    dep = svc.get("depends_on", {})
+    if isinstance(dep, list):  # short syntax: no condition at all
+        return {name: {} for name in dep}
+    return dep
+
+
+def test_compose_parses_with_expected_services(services: dict[str, dict[str, Any]]) -> None:
+    assert {"mysql", "code-server", "webserver", "daemon", "simulator"} <= set(services)
+
+
+def test_mysql_is_mysql8_with_healthcheck_and_init_scripts(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    mysql = services["mysql"]
+    assert re.fullmatch(r"mysql:8(\.\d+)*", mysql["image"]), mysql["image"]
+    test = mysql["healthcheck"]["test"]
+    assert "mysqladmin ping" in " ".join(test)
+    mounts = mysql["volumes"]
+    assert any(m.startswith("./deploy/mysql-init:/docker-entrypoint-initdb.d") for m in mounts)
+    init = sorted(p.name for p in (REPO / "deploy" / "mysql-init").iterdir())
+    sql = (REPO / "deploy" / "mysql-init" / "01-databases.sql").read_text()
+    assert "`dagster_storage`" in sql and "`warehouse`" in sql
+    users = (REPO / "deploy" / "mysql-init" / "02-users.sh").read_text()
+    assert init == ["01-databases.sql", "02-users.sh"]
+    for var in ("DAGSTER_MYSQL_USER", "WAREHOUSE_MYSQL_USER", "WAREHOUSE_MYSQL_PASSWORD"):
+        assert "${" + var + "}" in users
+        assert var in mysql["environment"]
+    assert "IDENTIFIED BY 'change" not in users  # no literal password in the init script
+
+
+def test_depends_on_targets_exist_and_wait_for_health(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    checked = 0
+    for name, svc in services.items():
+        for target, spec in _depends_on(svc).items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            assert "profiles" not in services[target], (
+                f"{name} depends on {target}, which only exists in a profile"
+            )
+            cond = spec.get("condition")
+            assert cond in {
+                "service_healthy",
+                "service_started",
+                "service_completed_successfully",
+            }, f"{name} -> {target}: condition {cond!r}"
+            if "healthcheck" in services[target]:
+                assert cond == "service_healthy", f"{name} must wait for {target} to be healthy"
+            if cond == "service_healthy":
+                assert "healthcheck" in services[target], f"{target} has no healthcheck"
+            checked += 1
+    assert checked >= 6
+    for svc in ("code-server", "webserver", "daemon"):
+        assert _depends_on(services[svc])["mysql"]["condition"] == "service_healthy"
+    assert _depends_on(services["webserver"])["code-server"]["condition"] == "service_healthy"
+    assert _depends_on(services["daemon"])["code-server"]["condition"] == "service_healthy"
+
+
+def test_named_volumes_and_networks_are_declared(compose: dict[str, Any]) -> None:
+    declared_volumes = set(compose.get("volumes") or {})
+    declared_networks = set(compose.get("networks") or {})
+    for name, svc in compose["services"].items():
+        for mount in svc.get("volumes", []):
+            source = mount.split(":", 1)[0]
+            if source.startswith((".", "/", "~")):
+                if source.startswith("./"):
+                    assert (REPO / source).exists(), f"{name}: bind source {source} missing"
+                continue
+            assert source in declared_volumes, f"{name}: volume {source} not declared"
+        for net in svc.get("networks", []):
+            assert net in declared_networks, f"{name}: network {net} not declared"
+
+
+def test_every_variable_is_defined_in_env_example_or_defaulted() -> None:
+    documented = _env_example()
+    missing: list[str] = []
+    used: set[str] = set()
+    for m in _VAR_RE.finditer(COMPOSE.read_text()):
+        var, op = m.group(1), m.group(2)
+        used.add(var)
+        if op in (":-", "-"):
+            continue
+        if var not in _active_env_example():
+            missing.append(var)
+    assert not missing, f"variables without default and not set in .env.example: {missing}"
+    # Defaulted variables should still be documented so operators can find them.
+    undocumented = sorted(used - set(documented))
+    assert not undocumented, f"variables used in compose but not in .env.example: {undocumented}"
+
+
+def test_one_image_built_from_the_dockerfile_used_everywhere(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    images = set()
+    for name, svc in services.items():
+        if name == "mysql":
+            continue
+        assert svc["build"]["dockerfile"] == "Dockerfile", name
+        assert svc["build"]["context"] == "."
+        images.add(svc["image"])
+    assert images == {"${MOOCASSETS_IMAGE:-moocassets:latest}"}
+    # Run containers start from the code server's image (DockerRunLauncher reads this).
+    assert services["code-server"]["environment"]["DAGSTER_CURRENT_IMAGE"] in images
+
+
+def test_process_commands_and_workspace(services: dict[str, dict[str, Any]]) -> None:
+    cs = services["code-server"]["command"]
+    assert cs[:3] == ["dagster", "code-server", "start"]
+    assert cs[cs.index("-m") + 1] == "moocassets.definitions"
+    port = cs[cs.index("-p") + 1]
+    web = services["webserver"]["command"]
+    assert web[0] == "dagster-webserver"
+    assert services["daemon"]["command"][:2] == ["dagster-daemon", "run"]
+    workspace = yaml.safe_load((REPO / "deploy" / "workspace.yaml").read_text())
+    (entry,) = workspace["load_from"]
+    assert entry["grpc_server"]["host"] == "code-server"
+    assert str(entry["grpc_server"]["port"]) == port
+    assert entry["grpc_server"]["location_name"] == "moocassets"
+    # both the webserver and the daemon load that workspace file (baked into the image)
+    dockerfile = DOCKERFILE.read_text()
+    ws_path = web[web.index("-w") + 1]
+    daemon = services["daemon"]["command"]
+    assert daemon[daemon.index("-w") + 1] == ws_path
+    assert f"COPY deploy/workspace.yaml {ws_path}" in dockerfile
+
+
+def test_simulator_is_optional_profile(services: dict[str, dict[str, Any]]) -> None:
+    assert services["simulator"]["profiles"] == ["demo"]
+    for name, svc in services.items():
+        if name != "simulator":
+            assert "profiles" not in svc, f"{name} must start without a profile"
+    cmd = " ".join(services["simulator"]["command"])
+    assert "moocassets.simulator" in cmd and "--port 8765" in cmd
+    # the default API URLs point at the simulator service/port
+    env = services["daemon"]["environment"]
+    assert "http://simulator:8765/" in env["MOOCASSETS_MOOC_API_URL"]
+    assert "http://simulator:8765/" in env["MOOCASSETS_H5P_API_URL"]
+
+
+def test_run_containers_receive_the_same_environment(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Every name the DockerRunLauncher forwards must be set in the daemon, or launch fails."""
+    launcher = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())["run_launcher"]
+    daemon_env = services["daemon"]["environment"]
+    for name in launcher["config"]["env_vars"]:
+        assert "=" not in name, "values belong in .env, not in dagster.yaml"
+        assert name in daemon_env, f"{name} forwarded to runs but not set in the daemon"
+    compose = yaml.safe_load(COMPOSE.read_text())
+    assert launcher["config"]["network"] == compose["networks"]["moocassets"]["name"]
+    vol = compose["volumes"]["dagster_storage"]["name"]
+    assert any(v.startswith(f"{vol}:") for v in launcher["config"]["container_kwargs"]["volumes"])
+
+
+def test_env_is_git_ignored_and_example_committed_with_placeholders() -> None:
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", ".env"], cwd=REPO, check=False
+    ).returncode
+    assert ignored == 0, ".env must be git-ignored"
+    example_ignored = subprocess.run(
+        ["git", "check-ignore", "-q", ".env.example"], cwd=REPO, check=False
+    ).returncode
+    assert example_ignored == 1, ".env.example must be committable"
+    env = _active_env_example()
+    secrets = {k: v for k, v in env.items() if re.search("PASSWORD|SECRET|TOKEN|SESSIONID", k)}
+    assert {"MYSQL_ROOT_PASSWORD", "DAGSTER_MYSQL_PASSWORD", "WAREHOUSE_MYSQL_PASSWORD"} <= set(
+        secrets
+    )
+    for key, value in secrets.items():
+        assert value.startswith("change-me"), f"{key} in .env.example must be a placeholder"
+    for key, value in env.items():
+        assert _PLACEHOLDER_RE.search(value) or value.startswith("http"), (key, value)
+
+
+def test_compose_file_contains_no_literal_secrets(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in services.items():
+        env = svc.get("environment", {})
+        for key, value in env.items():
+            if re.search("PASSWORD|SECRET|TOKEN", key):
+                assert str(value).startswith("${"), f"{name}.{key} must come from .env"
+
+
+def test_dockerfile_installs_from_lockfile_as_non_root() -> None:
+    text = DOCKERFILE.read_text()
+    instructions = [
+        line.strip()
+        for line in text.replace("\\\n", " ").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert instructions[0].startswith("FROM python:3.11-slim")
+    assert "COPY requirements.lock ./" in instructions
+    install = [i for i in instructions if "-r requirements.lock" in i]
+    assert install and "--require-hashes" in install[0] and "--no-deps" in install[0]
+    # the package itself adds no unlocked dependency
+    pkg = [i for i in instructions if re.search(r"pip install .*--no-deps \.(\s|$)", i)]
+    assert pkg, "package must be installed with --no-deps"
+    assert instructions.index(install[0]) < instructions.index(pkg[0])
+    env_line = next(i for i in instructions if i.startswith("ENV") and "DAGSTER_HOME=" in i)
+    dagster_home = re.search(r"DAGSTER_HOME=(\S+)", env_line).group(1)  # type: ignore[union-attr]
+    assert "COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml" in instructions
+    assert dagster_home == "/opt/dagster/dagster_home"
+    users = [i for i in instructions if i.startswith("USER ")]
+    assert users and users[-1] not in ("USER root", "USER 0"), "must run as non-root"
+    # the compute-log volume mounts under DAGSTER_HOME/storage
+    assert any("${DAGSTER_HOME}/storage" in i for i in instructions)
+
+
+def test_lockfile_contains_the_deploy_plugins_with_hashes() -> None:
+    lock = (REPO / "requirements.lock").read_text()
+    for pkg in ("dagster-docker==0.29.27", "dagster-mysql==0.29.27", "dagster==1.13.27"):
+        block = lock.split(pkg, 1)
+        assert len(block) == 2, f"{pkg} missing from requirements.lock"
+        assert "--hash=sha256:" in block[1].split("\n\n", 1)[0][:400]
+
+
+def test_dockerignore_keeps_secrets_and_venv_out_of_the_image() -> None:
+    lines = {ln.strip() for ln in DOCKERIGNORE.read_text().splitlines()}
+    assert {".env", ".venv", ".git"} <= lines
+    # files the Dockerfile copies must not be ignored
+    for needed in ("requirements.lock", "pyproject.toml", "moocassets", "deploy"):
+        assert needed not in lines
+
+
+def test_every_copy_source_exists_in_the_build_context() -> None:
+    ignored = {ln.strip() for ln in DOCKERIGNORE.read_text().splitlines()}
+    for line in DOCKERFILE.read_text().splitlines():
+        if line.startswith("COPY "):
+            *sources, _dest = line.split()[1:]
+            for src in sources:
+                assert (REPO / src).exists(), f"Dockerfile copies {src}, which does not exist"
+                assert src not in ignored, f"{src} is excluded by .dockerignore"
