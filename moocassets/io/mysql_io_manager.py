@@ -623,6 +623,14 @@ def _run_hook(
         )
 
 
+def _scope_values(spec: TableSpec, frame: pd.DataFrame, column: str) -> list[Any]:
+    """The distinct values of a replace-scope column in ``frame``, as bind parameters."""
+    values = frame[column].dropna().unique()
+    if spec.column(column).kind == "datetime":
+        return [pd.Timestamp(v).tz_convert("UTC").tz_localize(None).to_pydatetime() for v in values]
+    return [v.item() if hasattr(v, "item") else v for v in values]
+
+
 def _write_partitions_once(
     engine: sa.Engine,
     spec: TableSpec,
@@ -633,16 +641,26 @@ def _write_partitions_once(
     log: LogLike,
     hook: WriteHook | None,
     attempt: int,
+    scope: Sequence[str] = (),
 ) -> tuple[int, str]:
+    where = [f"{_q(engine, spec.partition_column)} IN :keys"]
+    params: dict[str, Any] = {"keys": list(keys)}
+    binds = [sa.bindparam("keys", expanding=True)]
+    for i, column in enumerate(scope):
+        # scoped replace (e.g. history keyed by as_of): only the rows at the frame's values
+        where.append(f"{_q(engine, column)} IN :scope{i}")
+        params[f"scope{i}"] = _scope_values(spec, frame, column)
+        binds.append(sa.bindparam(f"scope{i}", expanding=True))
     delete = sa.text(
-        f"DELETE FROM {_q(engine, spec.name)} WHERE {_q(engine, spec.partition_column)} IN :keys"
-    ).bindparams(sa.bindparam("keys", expanding=True))
+        f"DELETE FROM {_q(engine, spec.name)} WHERE {' AND '.join(where)}"
+    ).bindparams(*binds)
     with engine.connect() as conn, _table_write_lock(conn, spec.name, options), conn.begin():
         if is_mysql(engine):
             conn.exec_driver_sql(
                 "SET SESSION innodb_lock_wait_timeout = %s", (int(options.lock_wait_timeout),)
             )
-        conn.execute(delete, {"keys": list(keys)})
+        if all(params[f"scope{i}"] for i in range(len(scope))):
+            conn.execute(delete, params)
         _run_hook(hook, conn, "after_delete", spec.name, keys, attempt)
         rows, method = _bulk_insert(conn, spec.name, spec, frame, files, options, log)
         _run_hook(hook, conn, "before_commit", spec.name, keys, attempt)
@@ -698,12 +716,22 @@ def write_table(
     options: WriteOptions = WriteOptions(),
     log: LogLike = _default_log,
     hook: WriteHook | None = None,
+    replace_scope: Sequence[str] = (),
 ) -> WriteResult:
-    """Replace ``partition_keys``' rows (or the whole table when None) with ``frame``."""
+    """Replace ``partition_keys``' rows (or the whole table when None) with ``frame``.
+
+    With ``replace_scope`` (column names), only the partition rows whose values in those columns
+    occur in ``frame`` are replaced, e.g. ``("as_of",)`` for a history table: re-writing a
+    snapshot is idempotent and other snapshots of the partition are kept.
+    """
     started = time.perf_counter()
     qualified = f"{database_name(engine)}.{spec.name}"
     if partition_keys is not None:
         partition_keys = list(dict.fromkeys(partition_keys))
+    for column in replace_scope:
+        spec.column(column)  # KeyError names an undeclared scope column
+        if partition_keys is None:
+            raise WarehouseError(f"{spec.name}: replace_scope needs a partitioned asset")
     coerced = prepare_frame(spec, frame, partition_keys)
     added = ensure_table(engine, spec, log)
     use_load_data = (
@@ -728,7 +756,8 @@ def write_table(
                     )
                 elif partition_keys:
                     rows, method = _write_partitions_once(
-                        engine, spec, coerced, partition_keys, files, options, log, hook, attempt
+                        engine, spec, coerced, partition_keys, files, options, log, hook,
+                        attempt, replace_scope,
                     )
                 break
             except _LocalInfileRefused:
@@ -905,8 +934,10 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             )
         spec = self._spec(context.asset_key)
         keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
+        scope = tuple((context.definition_metadata or {}).get("replace_scope") or ())
         result = write_table(
-            self.engine(), spec, obj, keys, self.options, context.log, self._write_hook
+            self.engine(), spec, obj, keys, self.options, context.log, self._write_hook,
+            replace_scope=scope,
         )
         context.log.info(
             f"wrote {result.rows_written} rows to {result.qualified_name} via {result.method} "
@@ -934,8 +965,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         keys: list[str] | None = None
         if context.has_asset_partitions:
             keys = list(context.asset_partition_keys)
-            # an unpartitioned downstream run, or every registered partition: plain SELECT
-            if not context.has_partition_key or _covers_all(context, keys):
+            # every registered partition (e.g. an unpartitioned downstream): plain SELECT
+            if _covers_all(context, keys):
                 keys = None
         frame = read_table(self.engine(), spec, keys)
         context.log.debug(
