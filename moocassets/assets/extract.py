@@ -42,26 +42,14 @@ class ExtractRejectError(Exception):
 
 
 def _stats_metadata(stats: FetchStats) -> dict[str, Any]:
-    return {
-        "requests": dg.MetadataValue.int(stats.requests),
-        "retries": dg.MetadataValue.int(stats.retries),
-        "throttled_429": dg.MetadataValue.int(stats.throttled),
-        "errors": dg.MetadataValue.int(stats.errors),
-        "reauths": dg.MetadataValue.int(getattr(stats, "reauths", 0)),
-        "duration_s": dg.MetadataValue.float(round(stats.duration_s, 3)),
-    }
+    """Numeric request statistics, so the UI plots them across materializations."""
+    return dict(stats.as_metadata())
 
 
 def _merge_stats(items: Sequence[FetchStats]) -> FetchStats:
     total = FetchStats()
     for s in items:
-        total.requests += s.requests
-        total.retries += s.retries
-        total.throttled += s.throttled
-        total.errors += s.errors
-        total.reauths += getattr(s, "reauths", 0)
-        total.duration_s += s.duration_s
-        total.learners += s.learners
+        total = total.merge(s)
     return total
 
 
