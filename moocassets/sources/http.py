@@ -40,7 +40,6 @@ import importlib.metadata
 import logging
 import random
 import re
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -61,15 +60,6 @@ from moocassets.sources.errors import (
 
 T = TypeVar("T")
 K = TypeVar("K")
-
-# httpcore 1.0.x runs ``import sniffio`` on every lock setup (4x per request) and falls back to
-# asyncio when it is missing; sniffio is not installed here (anyio 4.16 dropped it), and a failed
-# import is not cached, so each request paid ~0.4 ms of import-path scanning (profiled). Cache the
-# miss; behaviour is unchanged (httpcore's fallback is the same "asyncio").
-try:  # pragma: no cover - depends on the environment
-    import sniffio  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 DEFAULT_LOGGER_NAME = "moocassets.sources"
 
