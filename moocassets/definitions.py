@@ -7,12 +7,14 @@ import dagster as dg
 from moocassets import settings
 from moocassets.assets.extract import EXTRACT_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
-from moocassets.io import WarehouseIOManager
+from moocassets.automation import automation_defs, settings_from_env, with_automation
+from moocassets.io import WarehouseIOManager, WarehouseResource
 from moocassets.sources import H5PApiResource, MoocApiResource
 
 
 def build_resources() -> dict[str, object]:
     """Resources from the environment (see README "Configuration")."""
+    database_url = settings.database_url()
     return {
         "mooc": MoocApiResource(
             base_url=settings.env_or_default(settings.MOOC_API_URL, settings.DEFAULT_MOOC_API_URL),
@@ -23,15 +25,30 @@ def build_resources() -> dict[str, object]:
         "h5p": H5PApiResource(
             base_url=settings.env_or_default(settings.H5P_API_URL, settings.DEFAULT_H5P_API_URL),
         ),
-        "warehouse_io_manager": WarehouseIOManager(database_url=settings.database_url()),
+        "warehouse_io_manager": WarehouseIOManager(database_url=database_url),
+        "warehouse": WarehouseResource(database_url=database_url),  # asset checks
         "extract_io_manager": dg.FilesystemIOManager(),
     }
 
 
-defs = dg.Definitions(
-    assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS],
-    resources=build_resources(),
-    # One course partition per run; steps run in one process (no per-step process start-up,
-    # one HTTP client per system per run). The H5P fan-out is concurrent inside each step.
-    executor=dg.in_process_executor,
+def build_core_defs() -> dg.Definitions:
+    """Assets, resources, executor (a function: one module-level Definitions only)."""
+    return dg.Definitions(
+        assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS],
+        resources=build_resources(),
+        # One course partition per run; steps run in one process (no per-step process start-up,
+        # one HTTP client per system per run). The H5P fan-out is concurrent inside each step.
+        executor=dg.in_process_executor,
+    )
+
+# Sensors, automation sensor, checks; conditions + freshness on the assets (docs/AUTOMATION.md).
+_sensor_settings, _automation_settings, _automation_interval = settings_from_env()
+defs = with_automation(
+    dg.Definitions.merge(
+        build_core_defs(),
+        automation_defs(
+            sensor_settings=_sensor_settings, automation_interval_seconds=_automation_interval
+        ),
+    ),
+    _automation_settings,
 )

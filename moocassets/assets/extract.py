@@ -141,6 +141,13 @@ def mooc_course_extract(
         {
             **_stats_metadata(_merge_stats(stats)),
             "courses": dg.MetadataValue.md(frame.astype(str).to_markdown(index=False)),
+            # read by the automation conditions: an ended course's data is final
+            "course_ends": dg.MetadataValue.json(
+                {
+                    row.course_id: (None if pd.isna(row.end) else row.end.isoformat())
+                    for row in frame.itertuples()
+                }
+            ),
         }
     )
     return frame

@@ -1,0 +1,133 @@
+"""Automation: course discovery, new-enrollment refreshes, per-course staleness, checks.
+
+Wiring (``moocassets/definitions.py``)::
+
+    defs = with_automation(dg.Definitions.merge(core_defs, automation_defs(warehouse=...)))
+
+``automation_defs`` adds the sensors, the automation-condition sensor and the asset checks;
+``with_automation`` puts the automation conditions on the extract and warehouse assets and the
+``FreshnessPolicy`` on the warehouse assets (spec mapping, so the asset modules stay unchanged).
+See ``docs/AUTOMATION.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from datetime import timedelta
+
+import dagster as dg
+
+from moocassets.automation.checks import WAREHOUSE_RESOURCE_KEY, build_warehouse_checks
+from moocassets.automation.conditions import (
+    AutomationSettings,
+    CourseFinal,
+    RetryBackoff,
+    StalePartitions,
+    extract_condition,
+    warehouse_condition,
+)
+from moocassets.automation.sensors import SensorSettings, build_sensors
+from moocassets.io import WarehouseResource
+
+AUTOMATION_SENSOR_NAME = "moocassets_automation"
+EXTRACT_GROUP = "extract"
+WAREHOUSE_GROUP = "warehouse"
+
+# Environment variables read once at definitions load (never inside asset or sensor bodies).
+ENV_DISCOVERY_INTERVAL = "MOOCASSETS_DISCOVERY_INTERVAL_SECONDS"
+ENV_ENROLLMENTS_INTERVAL = "MOOCASSETS_ENROLLMENTS_INTERVAL_SECONDS"
+ENV_AUTOMATION_INTERVAL = "MOOCASSETS_AUTOMATION_INTERVAL_SECONDS"
+ENV_STALE_AFTER_HOURS = "MOOCASSETS_STALE_AFTER_HOURS"
+
+__all__ = [
+    "AUTOMATION_SENSOR_NAME",
+    "AutomationSettings",
+    "CourseFinal",
+    "RetryBackoff",
+    "SensorSettings",
+    "StalePartitions",
+    "automation_defs",
+    "automation_sensor",
+    "build_sensors",
+    "build_warehouse_checks",
+    "extract_condition",
+    "settings_from_env",
+    "warehouse_condition",
+    "with_automation",
+]
+
+
+def settings_from_env(
+    env: Mapping[str, str] | None = None,
+) -> tuple[SensorSettings, AutomationSettings, int]:
+    """Sensor settings, automation settings and the automation-sensor interval from env."""
+    e = os.environ if env is None else env
+
+    def num(name: str, default: float) -> float:
+        raw = e.get(name, "").strip()
+        return float(raw) if raw else default
+
+    sensors = SensorSettings(
+        discovery_interval_seconds=int(num(ENV_DISCOVERY_INTERVAL, 300)),
+        enrollments_interval_seconds=int(num(ENV_ENROLLMENTS_INTERVAL, 60)),
+    )
+    automation = AutomationSettings(stale_after=timedelta(hours=num(ENV_STALE_AFTER_HOURS, 12)))
+    return sensors, automation, int(num(ENV_AUTOMATION_INTERVAL, 30))
+
+
+def automation_sensor(minimum_interval_seconds: int = 30) -> dg.AutomationConditionSensorDefinition:
+    """The sensor evaluating every asset's automation condition, RUNNING by default.
+
+    ``use_user_code_server=True`` because the conditions include custom (Python) conditions,
+    which the daemon cannot evaluate from their serialized form. The flag is marked beta in
+    Dagster 1.13; its warning is silenced here, narrowly.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Parameter `use_user_code_server`", category=dg.BetaWarning
+        )
+        return dg.AutomationConditionSensorDefinition(
+            AUTOMATION_SENSOR_NAME,
+            target=dg.AssetSelection.groups(EXTRACT_GROUP, WAREHOUSE_GROUP),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            minimum_interval_seconds=minimum_interval_seconds,
+            use_user_code_server=True,
+            description="Loads new course partitions, refreshes stale running courses, cascades "
+            "downstream, retries failures with backoff (docs/AUTOMATION.md).",
+        )
+
+
+def automation_defs(
+    *,
+    warehouse: WarehouseResource | None = None,
+    sensor_settings: SensorSettings | None = None,
+    automation_interval_seconds: int = 30,
+) -> dg.Definitions:
+    """Sensors + automation sensor + warehouse checks (+ the ``warehouse`` resource if given)."""
+    return dg.Definitions(
+        sensors=[*build_sensors(sensor_settings), automation_sensor(automation_interval_seconds)],
+        asset_checks=build_warehouse_checks(),
+        resources={WAREHOUSE_RESOURCE_KEY: warehouse} if warehouse is not None else None,
+    )
+
+
+def with_automation(
+    defs: dg.Definitions, settings: AutomationSettings | None = None
+) -> dg.Definitions:
+    """``defs`` with conditions on extract/warehouse assets and freshness on warehouse assets."""
+    s = settings or AutomationSettings()
+    policy = dg.FreshnessPolicy.time_window(fail_window=s.fail_window, warn_window=s.warn_window)
+    extract = extract_condition(s)
+    warehouse = warehouse_condition(s)
+    defs = defs.permissive_map_resolved_asset_specs(
+        func=lambda spec: spec.replace_attributes(automation_condition=extract),
+        selection=dg.AssetSelection.groups(EXTRACT_GROUP),
+    )
+    return defs.permissive_map_resolved_asset_specs(
+        func=lambda spec: dg.apply_freshness_policy(
+            spec.replace_attributes(automation_condition=warehouse), policy
+        ),
+        selection=dg.AssetSelection.groups(WAREHOUSE_GROUP),
+    )
