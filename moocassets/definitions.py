@@ -6,9 +6,10 @@ import dagster as dg
 
 from moocassets import settings
 from moocassets.assets.extract import EXTRACT_ASSETS
+from moocassets.assets.risk import RISK_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
 from moocassets.automation import automation_defs, settings_from_env, with_automation
-from moocassets.io import WarehouseIOManager, WarehouseResource
+from moocassets.io import ModelStoreIOManager, WarehouseIOManager, WarehouseResource
 from moocassets.sources import H5PApiResource, MoocApiResource
 
 
@@ -28,13 +29,14 @@ def build_resources() -> dict[str, object]:
         "warehouse_io_manager": WarehouseIOManager(database_url=database_url),
         "warehouse": WarehouseResource(database_url=database_url),  # asset checks
         "extract_io_manager": dg.FilesystemIOManager(),
+        "model_io_manager": ModelStoreIOManager(),
     }
 
 
 def build_core_defs() -> dg.Definitions:
     """Assets, resources, executor (a function: one module-level Definitions only)."""
     return dg.Definitions(
-        assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS],
+        assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
         resources=build_resources(),
         # One course partition per run; steps run in one process (no per-step process start-up,
         # one HTTP client per system per run). The H5P fan-out is concurrent inside each step.

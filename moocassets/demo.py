@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -102,22 +103,35 @@ def materialize_everything(course_ids: list[str]) -> None:
     print(f"[demo] registered {len(new)} new course partition(s); {len(course_ids)} in all",
           flush=True)
     job = defs.resolve_implicit_global_asset_job_def()
+    model = dg.AssetKey("dropout_risk_model")
+    per_course = [k for k in defs.resolve_asset_graph().get_all_asset_keys() if k != model]
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for i, course_id in enumerate(course_ids, 1):
         started = time.monotonic()
         print(f"[demo] ({i}/{len(course_ids)}) materializing every asset for {course_id} ...",
               flush=True)
         result = job.execute_in_process(
-            instance=instance, partition_key=course_id, raise_on_error=False,
-            tags={"moocassets/source": "demo"},
+            instance=instance, partition_key=course_id, asset_selection=per_course,
+            raise_on_error=False, tags={"moocassets/source": "demo"},
             # keep the terminal readable: step events go to the instance (and the UI), not here
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=quiet,
         )
-        steps = [e for e in result.all_events if e.is_successful_output]
-        if not result.success:
-            failed = [e.step_key for e in result.all_events if e.is_step_failure]
-            raise SystemExit(f"[demo] run for {course_id} failed at {failed}; see the UI/logs")
-        print(f"[demo]     done: {len(steps)} outputs in {time.monotonic() - started:.1f} s",
+        _check(result, course_id)
+        outputs = [e for e in result.all_events if e.is_successful_output]
+        print(f"[demo]     done: {len(outputs)} outputs in {time.monotonic() - started:.1f} s",
               flush=True)
+    print("[demo] training dropout_risk_model on the history of ended courses ...", flush=True)
+    result = job.execute_in_process(
+        instance=instance, asset_selection=[model], raise_on_error=False, run_config=quiet,
+        tags={"moocassets/source": "demo"},
+    )
+    _check(result, "dropout_risk_model")
+
+
+def _check(result: Any, what: str) -> None:
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        raise SystemExit(f"[demo] run for {what} failed at {failed}; see the UI/logs")
 
 
 def print_row_counts(course_ids: list[str]) -> dict[str, int]:

@@ -20,8 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 from moocassets.assets.extract import EXTRACT_ASSETS
+from moocassets.assets.risk import RISK_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
-from moocassets.io import WarehouseIOManager, make_engine
+from moocassets.io import ModelStoreIOManager, WarehouseIOManager, make_engine
 from moocassets.schema import WAREHOUSE_TABLES
 from moocassets.simulator import World, WorldConfig, create_app, serve_in_thread
 from moocassets.sources import H5PApiResource, MoocApiResource
@@ -69,17 +70,22 @@ def _resources(sim: Sim, database_url: str, tmp_path: Path) -> dict[str, object]
         "h5p": H5PApiResource(base_url=f"{sim.root}/wp-json/mooc/v1"),
         "warehouse_io_manager": WarehouseIOManager(database_url=database_url),
         "extract_io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "extracts")),
+        "model_io_manager": ModelStoreIOManager(base_dir=str(tmp_path / "models")),
     }
 
 
 def _materialize(sim: Sim, database_url: str, tmp_path: Path, course_id: str,
                  instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    as_of = {"config": {"as_of": sim.world.now.isoformat()}}
     return dg.materialize(
-        [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS],
+        [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
+        # every course-partitioned asset; the (unpartitioned) model is trained separately, and
+        # raw_data scores with the fallback rule until it exists
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets("dropout_risk_model"),
         resources=_resources(sim, database_url, tmp_path),
         partition_key=course_id,
         instance=instance,
-        run_config={"ops": {"raw_data": {"config": {"as_of": sim.world.now.isoformat()}}}},
+        run_config={"ops": {"raw_data": as_of, "raw_data_history": as_of}},
     )
 
 
@@ -164,6 +170,19 @@ def test_rows_match_what_the_simulator_served(
     detail_counts = h5p.groupby("user_id").size()
     for user_id, n in detail_counts.items():
         assert int(summary.loc[user_id, "total_contents"]) == n
+
+
+def test_raw_data_is_scored_and_history_keeps_the_snapshot(
+    sim: Sim, materialized: tuple[str, dg.DagsterInstance, Path]
+) -> None:
+    url, _, _ = materialized
+    course_id = next(iter(sim.world.courses))
+    raw = _table(url, "raw_data", course_id)
+    assert raw["dropout_risk_score"].between(0, 1).all()
+    assert set(raw["dropout_risk_model"]) == {"fallback-rules-v1"}
+    history = _table(url, "raw_data_history", course_id)
+    assert len(history) == len(raw)
+    assert history["as_of"].nunique() == 1
 
 
 def test_label_varies_and_follows_the_spec(

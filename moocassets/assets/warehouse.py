@@ -15,7 +15,7 @@ import pandas as pd
 from moocassets import schema
 from moocassets.assets.common import course_keys, split_by_course
 from moocassets.partitions import course_partitions
-from moocassets.transforms import features, summaries
+from moocassets.transforms import features, risk, summaries
 from moocassets.transforms.enrolled import restrict_to_enrolled
 
 WAREHOUSE_GROUP = "warehouse"
@@ -262,6 +262,20 @@ def build_raw_data_for_courses(
     return schema.RAW_DATA.coerce_frame(pd.concat(frames, ignore_index=True))
 
 
+def features_as_of(
+    context: dg.AssetExecutionContext, config: RawDataConfig, upstream: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, datetime]:
+    """The feature and label rows of this step's courses as of the configured evaluation time."""
+    as_of = evaluation_time(config)
+    frame = build_raw_data_for_courses(
+        course_keys(context),
+        {name: upstream[name] for name in RAW_DATA_UPSTREAM},
+        as_of=as_of,
+        inactivity_days=config.dropout_inactivity_days,
+    )
+    return frame, as_of
+
+
 _raw_kwargs = _warehouse_kwargs(
     schema.RAW_DATA,
     "One row per learner and course: features, the `is_dropout` label and the dropout risk "
@@ -270,43 +284,42 @@ _raw_kwargs = _warehouse_kwargs(
 _raw_kwargs["metadata"] = {**_raw_kwargs["metadata"], "dagster/column_lineage": RAW_DATA_LINEAGE}
 
 
+RISK_MODEL_ASSET = "dropout_risk_model"
+
+
 @dg.asset(
-    ins={arg: dg.AssetIn(key) for arg, key in RAW_DATA_UPSTREAM.items()},
+    ins={
+        **{arg: dg.AssetIn(key) for arg, key in RAW_DATA_UPSTREAM.items()},
+        "risk_model": dg.AssetIn(RISK_MODEL_ASSET),
+    },
     **_raw_kwargs,
 )
 def raw_data(
     context: dg.AssetExecutionContext,
     config: RawDataConfig,
-    enrollments: pd.DataFrame,
-    grades: pd.DataFrame,
-    progress: pd.DataFrame,
-    discussions: pd.DataFrame,
-    h5p_summary: pd.DataFrame,
-    video_summary: pd.DataFrame,
-    dashboard: pd.DataFrame,
-    course: pd.DataFrame,
+    risk_model: risk.RiskModel | None,
+    **upstream: pd.DataFrame,
 ) -> pd.DataFrame:
-    as_of = evaluation_time(config)
-    frame = build_raw_data_for_courses(
-        course_keys(context),
-        {
-            "enrollments": enrollments,
-            "grades": grades,
-            "progress": progress,
-            "discussions": discussions,
-            "h5p_summary": h5p_summary,
-            "video_summary": video_summary,
-            "dashboard": dashboard,
-            "course": course,
-        },
-        as_of=as_of,
-        inactivity_days=config.dropout_inactivity_days,
-    )
+    frame, as_of = features_as_of(context, config, upstream)
+    if risk_model is None:
+        context.log.info("no dropout_risk_model materialized yet: scoring with the fallback rule")
+        risk_model = risk.fallback_model()
+    # the score reads only risk.RISK_INPUT_COLUMNS (never grade/pass, the label or position)
+    frame = schema.RAW_DATA.coerce_frame(risk.score_frame(risk_model, frame))
     dropout_rate = float(frame["is_dropout"].mean()) if len(frame) else 0.0
+    scores = frame["dropout_risk_score"]
+    high = risk.RISK_BANDS[-1][1]
     context.add_output_metadata(
         {
             "learners": dg.MetadataValue.int(len(frame)),
             "dropout_rate": dg.MetadataValue.float(round(dropout_rate, 4)),
+            "mean_risk": dg.MetadataValue.float(round(float(scores.mean()), 4) if len(frame)
+                                                else 0.0),
+            "share_high_risk": dg.MetadataValue.float(
+                round(float((scores >= high).mean()), 4) if len(frame) else 0.0
+            ),
+            "risk_model": dg.MetadataValue.text(risk_model.name),
+            "teacher_summary": dg.MetadataValue.md(risk.teacher_summary(frame)),
             "evaluated_at": dg.MetadataValue.text(as_of.isoformat()),
             "dagster/column_lineage": RAW_DATA_LINEAGE,
         }

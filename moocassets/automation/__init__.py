@@ -26,6 +26,7 @@ from moocassets.automation.conditions import (
     RetryBackoff,
     StalePartitions,
     extract_condition,
+    risk_model_condition,
     warehouse_condition,
 )
 from moocassets.automation.sensors import SensorSettings, build_sensors
@@ -34,6 +35,8 @@ from moocassets.io import WarehouseResource
 AUTOMATION_SENSOR_NAME = "moocassets_automation"
 EXTRACT_GROUP = "extract"
 WAREHOUSE_GROUP = "warehouse"
+RISK_GROUP = "risk"
+RISK_MODEL = dg.AssetKey("dropout_risk_model")
 
 # Environment variables read once at definitions load (never inside asset or sensor bodies).
 ENV_DISCOVERY_INTERVAL = "MOOCASSETS_DISCOVERY_INTERVAL_SECONDS"
@@ -53,6 +56,7 @@ __all__ = [
     "build_sensors",
     "build_warehouse_checks",
     "extract_condition",
+    "risk_model_condition",
     "settings_from_env",
     "warehouse_condition",
     "with_automation",
@@ -90,7 +94,7 @@ def automation_sensor(minimum_interval_seconds: int = 30) -> dg.AutomationCondit
         )
         return dg.AutomationConditionSensorDefinition(
             AUTOMATION_SENSOR_NAME,
-            target=dg.AssetSelection.groups(EXTRACT_GROUP, WAREHOUSE_GROUP),
+            target=dg.AssetSelection.groups(EXTRACT_GROUP, WAREHOUSE_GROUP, RISK_GROUP),
             default_status=dg.DefaultSensorStatus.RUNNING,
             minimum_interval_seconds=minimum_interval_seconds,
             use_user_code_server=True,
@@ -120,10 +124,16 @@ def with_automation(
     s = settings or AutomationSettings()
     policy = dg.FreshnessPolicy.time_window(fail_window=s.fail_window, warn_window=s.warn_window)
     extract = extract_condition(s)
-    warehouse = warehouse_condition(s)
+    # raw_data reads the model but must not re-run every course when it is retrained (a run
+    # storm): it picks the new model up at its next refresh; a missing model means fallback.
+    warehouse = warehouse_condition(s).ignore(dg.AssetSelection.assets(RISK_MODEL))
     defs = defs.permissive_map_resolved_asset_specs(
         func=lambda spec: spec.replace_attributes(automation_condition=extract),
         selection=dg.AssetSelection.groups(EXTRACT_GROUP),
+    )
+    defs = defs.permissive_map_resolved_asset_specs(
+        func=lambda spec: spec.replace_attributes(automation_condition=risk_model_condition()),
+        selection=dg.AssetSelection.groups(RISK_GROUP),  # the model (empty in stand-in graphs)
     )
     return defs.permissive_map_resolved_asset_specs(
         func=lambda spec: dg.apply_freshness_policy(

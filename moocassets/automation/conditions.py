@@ -346,3 +346,14 @@ def warehouse_condition(settings: AutomationSettings) -> dg.AutomationCondition:
     """
     retry_missing = (AC.missing() & _retry(settings)).with_label("missing (with backoff)")
     return ((_eager_trigger() | retry_missing) & _guards()).with_label("moocassets warehouse")
+
+
+def risk_model_condition(cron: str = "0 4 * * 1") -> dg.AutomationCondition:
+    """``dropout_risk_model``: retrain once per cron tick (weekly by default), never while a
+    retrain or a history write is in progress. Until the first training, ``raw_data`` scores with
+    the documented fallback rule, so nothing waits for the model (see docs/RISK.md)."""
+    return (
+        AC.cron_tick_passed(cron, cron_timezone="UTC")
+        & ~AC.in_progress()
+        & ~AC.any_deps_in_progress()
+    ).with_label("weekly retrain")

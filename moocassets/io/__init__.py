@@ -1,6 +1,7 @@
 """Warehouse I/O: the IO manager, the read resource and the shared engine factory."""
 
 from moocassets.io.engine import dispose_engines, make_engine, safe_url
+from moocassets.io.model_store import ModelStoreIOManager
 from moocassets.io.mysql_io_manager import (
     IncompatibleSchemaError,
     StrayPartitionRowsError,
@@ -18,6 +19,7 @@ from moocassets.io.warehouse import WarehouseResource
 
 __all__ = [
     "IncompatibleSchemaError",
+    "ModelStoreIOManager",
     "StrayPartitionRowsError",
     "TableNotMaterializedError",
     "WarehouseError",

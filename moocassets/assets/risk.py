@@ -1,0 +1,172 @@
+"""Risk assets: ``raw_data_history`` (snapshots) and ``dropout_risk_model`` (the trained score).
+
+Cycle-free: ``raw_data_history`` reads the same warehouse tables as ``raw_data`` (not
+``raw_data`` itself), ``dropout_risk_model`` reads all of ``raw_data_history``, and ``raw_data``
+reads the model. See docs/RISK.md.
+
+* ``raw_data_history`` (partitioned by course, group ``warehouse``): the feature + label rows as of
+  ``as_of`` (run config, default now), stored in table ``raw_data_history`` with unique key
+  ``(user_id, course_id, as_of)``. Each materialization adds (or, for the same ``as_of``,
+  replaces) one snapshot per course: the asset's definition metadata ``replace_scope: ["as_of"]``
+  asks the warehouse IO manager to delete only this course's rows at the ``as_of`` values being
+  written, not the whole partition.
+* ``dropout_risk_model`` (unpartitioned, group ``risk``): trains on every ended course in the
+  history (:func:`moocassets.transforms.risk.select_model`) and reports its quality on held-out
+  courses; pickled by the ``extract_io_manager`` (Dagster's FilesystemIOManager).
+"""
+
+
+from dataclasses import replace
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from moocassets import schema
+from moocassets.assets.warehouse import (
+    RAW_DATA_UPSTREAM,
+    WAREHOUSE_GROUP,
+    WAREHOUSE_IO,
+    RawDataConfig,
+    features_as_of,
+)
+from moocassets.partitions import course_partitions
+from moocassets.transforms import risk
+
+RISK_GROUP = "risk"
+MODEL_IO = "model_io_manager"
+SCORE_COLUMNS = ("dropout_risk_score", "dropout_risk_reasons", "dropout_risk_model")
+
+RAW_DATA_HISTORY = schema.register(
+    schema.TableSpec(
+        name="raw_data_history",
+        description=(
+            "Snapshots of raw_data's features and is_dropout label, one per learner, course and "
+            "as_of: the training data of the dropout risk model (docs/RISK.md)."
+        ),
+        columns=tuple(c for c in schema.RAW_DATA.columns if c.name not in SCORE_COLUMNS),
+        unique_key=("user_id", "course_id", "as_of"),
+        indexes=(("course_id", "as_of"), ("user_id",), ("as_of",)),
+    )
+)
+
+REPLACE_SCOPE_KEY = "replace_scope"
+"""Definition metadata read by the warehouse IO manager: the columns (besides the partition
+column) that bound a write's DELETE to the values present in the written frame."""
+
+
+def history_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """A raw_data frame → the ``raw_data_history`` columns (score columns dropped)."""
+    return RAW_DATA_HISTORY.coerce_frame(frame)
+
+
+@dg.asset(
+    name=RAW_DATA_HISTORY.name,
+    ins={arg: dg.AssetIn(key) for arg, key in RAW_DATA_UPSTREAM.items()},
+    partitions_def=course_partitions,
+    group_name=WAREHOUSE_GROUP,
+    io_manager_key=WAREHOUSE_IO,
+    dagster_type=RAW_DATA_HISTORY.dagster_type,
+    kinds={"mysql", "pandas", "table"},
+    owners=["team:learning-analytics"],
+    description=(
+        "Snapshots of every learner's raw_data features and is_dropout label as of `as_of` "
+        "(one per materialization; the same as_of again replaces that snapshot only). The "
+        "training data of `dropout_risk_model`.\n\nTable `raw_data_history`; key "
+        "`(user_id, course_id, as_of)`."
+    ),
+    metadata={
+        "partition_expr": RAW_DATA_HISTORY.partition_column,
+        REPLACE_SCOPE_KEY: ["as_of"],
+        "dagster/column_schema": RAW_DATA_HISTORY.table_schema,
+        "dagster/table_name": RAW_DATA_HISTORY.name,
+    },
+    code_version="1",
+)
+def raw_data_history(
+    context: dg.AssetExecutionContext, config: RawDataConfig, **upstream: pd.DataFrame
+) -> pd.DataFrame:
+    frame, _ = features_as_of(context, config, upstream)
+    out = history_rows(frame)
+    snapshot_at = sorted({t.isoformat() for t in out["as_of"].dropna()})
+    context.add_output_metadata(
+        {
+            "learners": dg.MetadataValue.int(len(out)),
+            "dropout_rate": dg.MetadataValue.float(
+                round(float(out["is_dropout"].mean()), 4) if len(out) else 0.0
+            ),
+            "snapshot_as_of": dg.MetadataValue.text(", ".join(snapshot_at) or "none"),
+            "course_ended": dg.MetadataValue.bool(
+                bool(len(out)) and bool((out["course_elapsed_fraction"] >= 1.0).all())
+            ),
+        }
+    )
+    return out
+
+
+def _model_metadata(model: risk.RiskModel, why: str) -> dict[str, Any]:
+    quality = {k: dg.MetadataValue.float(v) for k, v in model.quality.items()}
+    weights = "\n".join(
+        f"| {f} | {w:+.3f} |" for f, w in zip(model.features, model.coef, strict=True) if w
+    )
+    return {
+        "model": dg.MetadataValue.text(model.name),
+        "kind": dg.MetadataValue.text(model.kind),
+        "model_version": dg.MetadataValue.int(model.version),
+        "features": dg.MetadataValue.json(list(model.features)),
+        "training_courses": dg.MetadataValue.json(list(model.training_courses)),
+        "n_training_courses": dg.MetadataValue.int(len(model.training_courses)),
+        "n_rows": dg.MetadataValue.int(model.n_rows),
+        "n_learners": dg.MetadataValue.int(model.n_learners),
+        "selection": dg.MetadataValue.text(why),
+        "weights": dg.MetadataValue.md(
+            "| feature | weight (log-odds per SD; fallback: per unit) |\n|---|---:|\n" + weights
+        ),
+        **quality,
+    }
+
+
+@dg.asset(
+    ins={"history": dg.AssetIn(RAW_DATA_HISTORY.name)},
+    group_name=RISK_GROUP,
+    io_manager_key=MODEL_IO,
+    kinds={"python", "scikitlearn"},
+    owners=["team:learning-analytics"],
+    description=(
+        "The dropout risk model: a logistic regression on standardized, leakage-free features "
+        "trained on the learners of ENDED courses in `raw_data_history` (target: is_dropout at "
+        "the course end), or the documented fallback rule while there are fewer than "
+        f"{risk.MIN_ENDED_COURSES} ended courses or {risk.MIN_LABELLED_LEARNERS} labelled "
+        "learners. Metadata: AUC and Brier at 25/50/75 % of the course on held-out courses "
+        "(grouped CV), next to the rule 'inactive ≥ 7 days'. See docs/RISK.md."
+    ),
+    code_version="1",
+)
+def dropout_risk_model(
+    context: dg.AssetExecutionContext, history: pd.DataFrame
+) -> risk.RiskModel:
+    model, why = risk.select_model(history)
+    context.log.info(f"dropout_risk_model: {model.name}: {why}")
+    if model.kind == "logreg":
+        evaluation = risk.evaluate_grouped(history)
+    else:
+        evaluation = risk.evaluate_model(model, history)
+    quality = risk.quality_metadata(evaluation)
+    model = _with_quality(model, quality)
+    context.add_output_metadata(
+        {
+            **_model_metadata(model, why),
+            "evaluated_courses": dg.MetadataValue.int(int(evaluation["courses"])),
+            "evaluation": dg.MetadataValue.text(
+                "grouped CV by course" if evaluation["folds"] else "fixed model on ended courses"
+            ),
+        }
+    )
+    return model
+
+
+def _with_quality(model: risk.RiskModel, quality: dict[str, float]) -> risk.RiskModel:
+    return replace(model, quality=dict(quality))
+
+
+RISK_ASSETS: list[dg.AssetsDefinition] = [raw_data_history, dropout_risk_model]
