@@ -33,10 +33,20 @@ def build_resources() -> dict[str, object]:
     }
 
 
+# Every course-partitioned asset (all but the unpartitioned model): the target of CLI backfills,
+# e.g. `dagster job backfill -w workspace.yaml -j course_refresh --partitions "K1,K2"`.
+course_refresh_job = dg.define_asset_job(
+    "course_refresh",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("risk"),
+    description="Refresh every table of the selected course partitions (one run per course).",
+)
+
+
 def build_core_defs() -> dg.Definitions:
     """Assets, resources, executor (a function: one module-level Definitions only)."""
     return dg.Definitions(
         assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
+        jobs=[course_refresh_job],
         resources=build_resources(),
         # One course partition per run; steps run in one process (no per-step process start-up,
         # one HTTP client per system per run). The H5P fan-out is concurrent inside each step.

@@ -53,3 +53,19 @@ def test_raw_data_declares_column_lineage_down_to_upstream_columns() -> None:
     deps = lineage.deps_by_column["mooc_grade_percentage"]
     assert deps[0].asset_key == dg.AssetKey("mooc_grades")
     assert deps[0].column_name == "grade_percentage"
+
+
+def test_course_refresh_job_covers_every_course_partitioned_asset_but_not_the_model() -> None:
+    job = defs.resolve_job_def("course_refresh")
+    keys = {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert "dropout_risk_model" not in keys
+    assert {"mooc_enrollments_extract", "enrollments", "raw_data", "raw_data_history"} <= keys
+
+
+def test_every_asset_has_an_automation_condition_and_the_sensors_run_by_default() -> None:
+    graph = _graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).automation_condition is not None, key
+    for name in ("course_discovery_sensor", "new_enrollments_sensor", "moocassets_automation"):
+        sensor = defs.resolve_sensor_def(name)
+        assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

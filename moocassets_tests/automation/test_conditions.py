@@ -19,6 +19,7 @@ from moocassets_tests.automation.standins import (
     ALL_ASSETS,
     EXTRACTS,
     H5P_EXTRACTS,
+    MODEL,
     ROOT_EXTRACTS,
     WAREHOUSE_DEPS,
     standin_assets,
@@ -150,8 +151,9 @@ def test_course_that_ended_after_the_last_load_gets_one_final_refresh(
     # the course extract learns the end date (its own load is after the end: final) ...
     _materialize(instance, ENDED, ["mooc_course_extract"], end)
     second = _evaluate(defs, instance, t0 + timedelta(minutes=2), first.cursor)
-    assert _requested(second) == {"raw_data": {ENDED}}  # ... which raw_data follows
-    _materialize(instance, ENDED, ["raw_data"])  # (the run of that request)
+    # ... which raw_data and its history snapshot follow
+    assert _requested(second) == {"raw_data": {ENDED}, "raw_data_history": {ENDED}}
+    _materialize(instance, ENDED, ["raw_data", "raw_data_history"])  # (that request's run)
     third = _evaluate(defs, instance, t0 + timedelta(minutes=3), second.cursor)
     assert third.total_requested == 0
     tick = _evaluate(defs, instance, t0 + timedelta(hours=13), third.cursor)
@@ -222,3 +224,25 @@ def test_h5p_extracts_follow_a_refreshed_enrollments_extract(
     requested = _requested(tick)
     assert set(requested) >= {*H5P_EXTRACTS, "enrollments", "raw_data"}
     assert not set(requested) & set(ROOT_EXTRACTS)
+
+
+def test_model_retrains_weekly_and_a_retrain_does_not_refresh_every_course(
+    defs: dg.Definitions, instance: dg.DagsterInstance
+) -> None:
+    now = _now()
+    monday_4am = (now + timedelta(days=7 - now.weekday())).replace(
+        hour=4, minute=0, second=0, microsecond=0
+    )  # the next Monday 04:00 UTC
+    ended = now - timedelta(days=1)
+    _loaded(instance, {ENDED: ended, OTHER: ended})  # final data: no refreshes of their own
+    before = _evaluate(defs, instance, monday_4am - timedelta(minutes=5))
+    assert before.total_requested == 0  # a missing model holds nothing back (fallback score)
+    tick = _evaluate(defs, instance, monday_4am + timedelta(minutes=1), before.cursor)
+    assert tick.get_num_requested(dg.AssetKey(MODEL)) == 1
+    assert tick.total_requested == 1
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=MODEL))
+    after = _evaluate(defs, instance, monday_4am + timedelta(minutes=2), tick.cursor)
+    # the retrained model is picked up by each course's next refresh, not by a storm now
+    assert after.total_requested == 0
+    week = _evaluate(defs, instance, monday_4am + timedelta(minutes=3), after.cursor)
+    assert week.get_num_requested(dg.AssetKey(MODEL)) == 0
