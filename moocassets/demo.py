@@ -169,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     _prepare_dagster_home()
+    if os.environ.get(settings.DATABASE_URL):
+        from moocassets.io import ensure_database
+
+        ensure_database(os.environ[settings.DATABASE_URL])
     sim_port = args.sim_port if _port_is_free(args.sim_port) else _free_port()
     password = secrets.token_urlsafe(18)
     base = f"http://127.0.0.1:{sim_port}"

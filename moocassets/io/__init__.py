@@ -1,6 +1,6 @@
 """Warehouse I/O: the IO manager, the read resource and the shared engine factory."""
 
-from moocassets.io.engine import dispose_engines, make_engine, safe_url
+from moocassets.io.engine import dispose_engines, ensure_database, make_engine, safe_url
 from moocassets.io.model_store import ModelStoreIOManager
 from moocassets.io.mysql_io_manager import (
     IncompatibleSchemaError,
@@ -30,6 +30,7 @@ __all__ = [
     "WriteOptions",
     "WriteResult",
     "dispose_engines",
+    "ensure_database",
     "make_engine",
     "read_table",
     "safe_url",

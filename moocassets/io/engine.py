@@ -107,3 +107,29 @@ def dispose_engines() -> None:
         pid = os.getpid()
         for key in [k for k in _ENGINES if k[2] == pid]:
             _ENGINES.pop(key).dispose()
+
+
+def ensure_database(url: str | sa.URL) -> None:
+    """Create the MySQL database of ``url`` if it does not exist (utf8mb4); SQLite: nothing.
+
+    For the demo and first-time setups; production databases are created by the deployment
+    (docker-compose's init scripts) and the IO manager's user needs no CREATE privilege.
+    """
+    parsed = sa.make_url(url)
+    if not is_mysql(parsed) or not parsed.database:
+        return
+    server = sa.create_engine(
+        sa.URL.create(
+            parsed.drivername, username=parsed.username, password=parsed.password,
+            host=parsed.host, port=parsed.port, query=parsed.query,
+        )
+    )
+    try:
+        with server.begin() as conn:
+            quoted = server.dialect.identifier_preparer.quote_identifier(parsed.database)
+            conn.exec_driver_sql(
+                f"CREATE DATABASE IF NOT EXISTS {quoted} "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+    finally:
+        server.dispose()
