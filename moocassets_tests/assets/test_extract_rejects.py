@@ -1,0 +1,67 @@
+"""Extract assets: bad records are rejected and counted; too many fail the step clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import httpx
+
+from moocassets.assets.extract import mooc_grades_extract
+from moocassets.sources import MoocApiResource
+
+COURSE = "course-v1:UEL+NLTT241225+2025_12"
+GOOD = {"user_id": 1, "grade_percentage": 81.0, "letter_grade": "B", "is_passed": True}
+
+
+def _mooc(rows: list[dict[str, object]]) -> MoocApiResource:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert "/export/student-grades/" in request.url.path
+        return httpx.Response(200, json={"students": rows})
+
+    return MoocApiResource(
+        base_url="http://mooc.test/api/custom/v1", sessionid="operator-session"
+    ).with_transport(httpx.MockTransport(handler))
+
+
+def _run(rows: list[dict[str, object]], tmp_path: Path, share: float | None = None
+         ) -> dg.ExecuteInProcessResult:
+    config = {"ops": {"mooc_grades_extract": {"config": {"max_reject_share": share}}}} \
+        if share is not None else None
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("course_id", [COURSE])
+        return dg.materialize(
+            [mooc_grades_extract], partition_key=COURSE, instance=instance, run_config=config,
+            raise_on_error=False,
+            resources={
+                "mooc": _mooc(rows),
+                "extract_io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path)),
+            },
+        )
+
+
+def test_a_share_of_bad_records_above_the_threshold_fails_with_counts_and_samples(
+    tmp_path: Path,
+) -> None:
+    rows = [GOOD, {"user_id": 2, "grade_percentage": 250}, {"grade_percentage": 50.0}]
+    result = _run(rows, tmp_path)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.cause.message  # type: ignore[union-attr]
+    assert "2 of 3 records rejected" in message
+    assert COURSE in message and "250" in message
+
+
+def test_rejects_within_the_threshold_are_counted_in_metadata_and_not_stored(
+    tmp_path: Path,
+) -> None:
+    rows = [GOOD, {"user_id": 2, "grade_percentage": 250}, {**GOOD, "user_id": 3}]
+    result = _run(rows, tmp_path, share=0.5)
+    assert result.success
+    frame = result.output_for_node("mooc_grades_extract")
+    assert sorted(frame["user_id"]) == [1, 3]
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["records_seen"].value == 3
+    assert meta["records_rejected"].value == 1
+    assert meta["requests"].value >= 1
+    assert "user_id=2" in meta["reject_samples"].value
