@@ -12,11 +12,28 @@ earliest (some never start). Learners work in sessions; each session advances th
 course's items in order (videos and H5P contents, chapter by chapter); H5P scores follow ability;
 the grade is the sum of H5P scores over the course's maximum, ``is_passed`` is grade >= threshold.
 Forum activity is sparse. Nothing after ``now`` is visible.
+
+Realism (so that "idle for a while" is a strong but imperfect sign of dropping out):
+
+* **Breaks.** Anyone may take personal breaks of 1-4 weeks (illness, exams of other courses, a
+  job); low-regularity learners take more and longer ones. Some courses have a course-wide break:
+  Tết (the lunar new year, from a week before to nine days after) when the course spans it, else
+  with ``holiday_share`` an exam period of 7-14 days; most learners pause then, the less
+  motivated more often.
+* **Stop-outs.** A share of the quitters (more of the motivated ones) come back 3-7 weeks after
+  stopping and work to the end, catching up faster than usual; so even 21+ idle days in the middle
+  of a course is not proof of dropout.
+* **Crammers.** Some learners (more of the irregular ones) work little in the middle of the
+  course (sessions every ~1-3 weeks) and a lot in its last weeks.
+
+Ground truth (:meth:`World.outcomes`) is computed from the same timelines with the pipeline's
+label rule, so it stays exact whatever the mechanisms.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import random
 import threading
@@ -82,6 +99,11 @@ _TOPICS = ("Tổng quan về {s}", "Các khái niệm cơ bản", "Chức năng 
 _UNIT_KINDS = ("Video bài giảng", "Tài liệu đọc", "Bài tập trắc nghiệm", "Thảo luận",
                "Câu hỏi ôn tập")
 _H5P_KINDS = ("Trắc nghiệm", "Điền khuyết", "Kéo thả", "Đúng/Sai", "Tình huống")
+# Tết (lunar new year's day): students are off from about a week before to nine days after
+_TET: dict[int, tuple[int, int]] = {
+    2019: (2, 5), 2020: (1, 25), 2021: (2, 12), 2022: (2, 1), 2023: (1, 22), 2024: (2, 10),
+    2025: (1, 29), 2026: (2, 17), 2027: (2, 6), 2028: (1, 26), 2029: (2, 13), 2030: (2, 3),
+}
 
 
 def ascii_fold(text: str) -> str:
@@ -132,6 +154,13 @@ class WorldConfig:
     flag_course_share: float = 0.2  # courses whose H5P opened/finished are all 0/1 flags
     flag_learner_share: float = 0.1  # other learners with flags instead of epoch times
     session_hours: float = 12.0
+    # realism: breaks, stop-outs who return, crammers (see the module docstring)
+    break_rate: float = 0.2  # chance of a personal break per 4 weeks at regularity 0.5
+    break_days: tuple[float, float] = (7.0, 28.0)
+    holiday_share: float = 0.5  # courses not spanning Tết that get an exam-period break
+    return_share: float = 0.4  # chance a quitter comes back, at motivation 0.5
+    return_gap_days: tuple[float, float] = (21.0, 49.0)
+    cram_share: float = 0.15  # share of crammers at regularity 0.5 (more if irregular)
 
     def __post_init__(self) -> None:
         if self.courses < 0 or self.learners < 0:
@@ -252,6 +281,8 @@ class Enrollment:
     quits: bool = False
     never_started: bool = False
     quit_at: float | None = None
+    returns_at: float | None = None  # a stop-out: back to work at this time (quits stays True)
+    crammer: bool = False
     flags: bool = False
     removed: bool = False
     created_frac: int = 0  # microseconds for the "frac" created variant
@@ -290,6 +321,11 @@ class Course:
     forum_share: float = 0.2
     engagement_cutoff: float = 0.0
     never_cutoff: float = 0.0
+    break_rate: float = 0.2
+    break_days: tuple[float, float] = (7.0, 28.0)
+    holiday: tuple[float, float] | None = None  # course-wide break [start, end)
+    holiday_name: str = ""
+    holiday_share: float = 0.0  # chance that a learner pauses during the holiday
     enrollments: list[Enrollment] = field(default_factory=list)
     by_user: dict[int, Enrollment] = field(default_factory=dict)
 
@@ -341,6 +377,63 @@ def _engagement(rng: random.Random, m: float, a: float, r: float) -> float:
     return 0.6 * m + 0.25 * r + 0.15 * a + rng.gauss(0.0, 0.08)
 
 
+def _pauses(e: Enrollment, rng: random.Random, active_start: float) -> list[tuple[float, float]]:
+    """The learner's breaks as sorted ``[start, end)`` intervals: personal ones + the holiday."""
+    c = e.course
+    r = e.regularity
+    shortest, longest = c.break_days
+    out: list[tuple[float, float]] = []
+    p = _clip(c.break_rate * (0.25 + 1.5 * (1.0 - r)))  # per 4 weeks
+    first = active_start + WEEK
+    for i in range(math.ceil(max(0.0, c.end - first) / (4 * WEEK))):
+        if rng.random() < p:
+            lo = first + (i + rng.random()) * 4 * WEEK
+            # irregular learners' breaks are longer
+            days = shortest + (longest - shortest) * rng.random() ** (1.5 + 2.0 * r)
+            if lo < c.end:
+                out.append((lo, lo + days * DAY))
+    if c.holiday is not None and rng.random() < _clip(
+            c.holiday_share * (0.7 + 0.6 * (1.0 - e.motivation))):
+        out.append(c.holiday)
+    out.sort()
+    return out
+
+
+def _schedule(
+    rng: random.Random,
+    start: float,
+    stop: float,
+    *,
+    mean_gap: float,
+    max_gap: float,
+    pauses: list[tuple[float, float]],
+    course: Course,
+    cram: tuple[float, float] | None = None,
+) -> list[float]:
+    """Session times in ``[start, stop)``: exponential gaps (days), none inside a pause.
+
+    A crammer (``cram`` = (lo, hi) course fractions) has 3.5x longer gaps between lo and hi and
+    dense sessions after hi."""
+    out: list[float] = []
+    span = max(1.0, course.end - course.start)
+    t = start
+    while True:
+        for lo, hi in pauses:  # sorted by start: one pass also skips chained pauses
+            if lo <= t < hi:
+                t = hi + rng.uniform(0.0, 1.0) * DAY
+        if t >= stop:
+            return out
+        out.append(t)
+        g, mx = mean_gap, max_gap
+        if cram is not None:
+            f = (t - course.start) / span
+            if cram[0] <= f < cram[1]:
+                g, mx = 3.5 * mean_gap, 24.0
+            elif f >= cram[1]:
+                g, mx = 0.35 * mean_gap, 3.0
+        t += max(0.2, min(rng.expovariate(1.0 / g), mx)) * DAY
+
+
 def _build_timeline(e: Enrollment) -> Timeline:
     c = e.course
     rng = random.Random(f"tl|{c.course_id}|{e.user_id}|{e.enrollment_id}")
@@ -349,20 +442,27 @@ def _build_timeline(e: Enrollment) -> Timeline:
     if e.never_started:
         return empty
     active_start = max(e.created, c.start) + rng.uniform(0.0, 2.0) * DAY
-    stop = e.quit_at if e.quits and e.quit_at is not None else c.end
-    if active_start >= stop:
+    if active_start >= c.end:
         return empty
     mean_gap = 7.0 / (1.0 + 3.0 * m * (0.5 + r))  # days
     max_gap = 9.0 if not e.quits else 20.0
-    sessions: list[float] = []
-    t = active_start
-    while t < stop:
-        sessions.append(t)
-        t += max(0.2, min(rng.expovariate(1.0 / mean_gap), max_gap)) * DAY
+    pauses = _pauses(e, rng, active_start)
+    cram = (rng.uniform(0.15, 0.3), rng.uniform(0.72, 0.85)) if e.crammer else None
+    # the learner's plan for the whole course sets their pace; quitting cuts it short
+    plan = _schedule(rng, active_start, c.end, mean_gap=mean_gap, max_gap=max_gap, pauses=pauses,
+                     course=c, cram=cram)
+    stop = e.quit_at if e.quits and e.quit_at is not None else c.end
+    sessions = [t for t in plan if t < stop]
+    boost_from = math.inf
+    if e.returns_at is not None and e.returns_at < c.end:
+        boost_from = e.returns_at  # a stop-out catches up after coming back
+        sessions += _schedule(rng, e.returns_at, c.end, mean_gap=mean_gap, max_gap=9.0,
+                              pauses=[p for p in pauses if p[0] > e.returns_at], course=c)
+    if not sessions:
+        return empty
     n_items = len(c.items)
-    expected_sessions = max(1.0, (c.end - active_start) / DAY / mean_gap)
     pace = (0.85 + 0.4 * m) * rng.uniform(0.9, 1.25)
-    rate = n_items * pace / expected_sessions
+    rate = n_items * pace / max(1, len(plan))
     skip_p = 0.3 * (1.0 - m)
     unfinished_p = 0.05 + 0.15 * (1.0 - m)
     complete_p = 0.4 + 0.55 * m
@@ -375,7 +475,7 @@ def _build_timeline(e: Enrollment) -> Timeline:
     for s in sessions:
         if k >= n_items:
             break
-        acc += rate * rng.uniform(0.5, 1.5)
+        acc += rate * rng.uniform(0.5, 1.5) * (2.0 if s >= boost_from else 1.0)
         n = int(acc)
         acc -= n
         cur = s
@@ -627,7 +727,9 @@ class World:
             variants=variants, dropout_share=rng.uniform(*cfg.dropout_share_range),
             flags_course=rng.random() < cfg.flag_course_share,
             forum_share=cfg.forum_share * rng.uniform(0.6, 1.4),
+            break_rate=cfg.break_rate, break_days=cfg.break_days,
         )
+        self._set_holiday(course)
         self.courses[cid] = course
         # learners: reuse people from the pool (real learners take several courses)
         chosen: list[Person] = []
@@ -659,6 +761,23 @@ class World:
         self._touch()
         return course
 
+    def _set_holiday(self, c: Course) -> None:
+        """Tết if the course spans it, else (``holiday_share`` of courses) an exam period."""
+        hrng = random.Random(f"holiday|{self.config.seed}|{c.index}")
+        year = from_epoch(c.start).year
+        for y in (year, year + 1):
+            if y in _TET:
+                tet = to_epoch(datetime(y, *_TET[y], tzinfo=UTC))
+                lo, hi = tet - 7 * DAY, tet + 9 * DAY
+                if lo < c.end and hi > c.start:
+                    c.holiday, c.holiday_name, c.holiday_share = (lo, hi), "Tết", 0.9
+                    return
+        if hrng.random() < self.config.holiday_share:
+            lo = c.start + hrng.uniform(0.35, 0.7) * (c.end - c.start)
+            lo = float(int(lo // DAY * DAY))
+            c.holiday = (lo, lo + hrng.randint(7, 14) * DAY)
+            c.holiday_name, c.holiday_share = "exam period", 0.6
+
     def _draft_enrollment(self, course: Course, p: Person, created: float,
                           erng: random.Random) -> Enrollment:
         m = _clip(p.motivation + erng.gauss(0.0, 0.12))
@@ -685,6 +804,15 @@ class World:
                         / max(1e-9, c.engagement_cutoff - c.never_cutoff))
             frac = 0.03 + 0.8 * rel * qrng.uniform(0.5, 1.0)
             e.quit_at = e.created if e.never_started else max(e.created, c.start) + frac * span
+        cfg = self.config
+        srng = random.Random(f"style|{c.course_id}|{e.user_id}")
+        if not e.never_started:
+            e.crammer = srng.random() < _clip(cfg.cram_share * 2.0 * (1.0 - e.regularity))
+            if e.quits and e.quit_at is not None and (
+                    srng.random() < _clip(cfg.return_share * (0.5 + e.motivation))):
+                back = e.quit_at + srng.uniform(*cfg.return_gap_days) * DAY
+                if back < c.end - 3 * DAY:
+                    e.returns_at = back
         c.enrollments.append(e)
         c.by_user[e.user_id] = e
 
@@ -784,6 +912,31 @@ class World:
         i = bisect.bisect_right(act, now)
         return act[i - 1] if i else None
 
+    @staticmethod
+    def observed_last_activity(e: Enrollment, now: float) -> float | None:
+        """The last activity the pipeline sees at ``now`` (whole seconds): the MOOC's
+        ``last_activity`` or a later H5P ``finished`` time (not for learners whose H5P times are
+        0/1 flags)."""
+        last = World.last_activity(e, now)
+        if last is None:
+            return None
+        best = float(int(last))
+        if not e.flags:
+            tl = e.timeline
+            for att in tl.attempts[:bisect.bisect_right(tl.attempt_opened, now)]:
+                if att.finished is not None and att.finished <= now:
+                    best = max(best, float(int(att.finished)))
+        return best
+
+    @staticmethod
+    def longest_idle_days(e: Enrollment, now: float) -> float | None:
+        """The longest stretch without activity between two activities up to ``now`` (days)."""
+        act = e.timeline.activity
+        n = bisect.bisect_right(act, now)
+        if n < 2:
+            return None
+        return max(b - x for x, b in itertools.pairwise(act[:n])) / DAY
+
     def grade(self, e: Enrollment, now: float) -> float:
         total = e.course.total_max_score
         if not total:
@@ -826,8 +979,11 @@ class World:
         """Each (non-removed) learner's true final outcome, evaluated at the course end.
 
         ``dropped_out`` follows raw-data.md: not passed and no activity in the last
-        ``inactivity_days`` before the end (or never active and enrolled that long before it).
-        ``quit``/``quit_at`` are the hidden decision of the model (the learner stopped working).
+        ``inactivity_days`` before the end (or never active and enrolled that long before it),
+        with the activity the pipeline sees (:meth:`observed_last_activity`).
+        ``quit``/``quit_at`` are the hidden decision of the model (the learner stopped working);
+        ``returned_at`` is set for a stop-out who came back, ``crammer`` for a learner who does
+        most of the work near the end; ``longest_idle_days`` is the longest break.
         """
         c = self.courses[course_id]
         end = c.end
@@ -839,7 +995,7 @@ class World:
                 continue
             grade = self.grade(e, end)
             passed = grade >= thr
-            last = self.last_activity(e, end)
+            last = self.observed_last_activity(e, end)
             if last is None:
                 inactive = e.created <= end - window
             else:
@@ -854,6 +1010,10 @@ class World:
                 "quit": e.quits,
                 "never_started": e.never_started,
                 "quit_at": iso_z(e.quit_at) if e.quit_at is not None else None,
+                "returned_at": iso_z(e.returns_at) if e.returns_at is not None else None,
+                "crammer": e.crammer,
+                "longest_idle_days": (None if (g := self.longest_idle_days(e, end)) is None
+                                      else round(g, 2)),
                 "last_activity": iso_z(last) if last is not None else None,
                 "items_reached": len(e.timeline.item_times),
                 "traits": {"motivation": round(e.motivation, 4), "ability": round(e.ability, 4),
@@ -868,6 +1028,8 @@ class World:
             "enrolled": len(self.visible_enrollments(c.course_id)),
             "h5p_contents": len(c.contents), "videos": len(c.videos),
             "dropout_share": round(c.dropout_share, 4), "flags_course": c.flags_course,
+            "holiday": None if c.holiday is None else {
+                "name": c.holiday_name, "start": iso_z(c.holiday[0]), "end": iso_z(c.holiday[1])},
             "variants": dict(c.variants),
         } for c in self.courses.values()]
 

@@ -68,4 +68,6 @@ def test_reasons_on_simulated_learners_name_inactivity_for_the_idle(replayed: Re
     idle = scored[scored["days_since_last_activity"] >= 21]
     assert len(idle) > 0
     assert idle["dropout_risk_reasons"].str.startswith("no activity for").all()
-    assert (idle["dropout_risk_score"] > 0.5).all()
+    # long-idle learners score high, but not all near 1: some of them come back (stop-outs)
+    assert (idle["dropout_risk_score"] > 0.4).all()
+    assert idle["dropout_risk_score"].mean() > 0.6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -177,3 +177,109 @@ def test_add_course_and_outcomes_cover_the_whole_course() -> None:
     assert {o["user_id"] for o in world.outcomes(cid)} == set(c.by_user)
     with pytest.raises(ValueError):
         world.add_course(cid)
+
+
+# ------------------------------------------------------- realism: breaks, stop-outs, cramming
+
+
+def test_some_persistent_learners_take_long_breaks(big: World) -> None:
+    """Learners who keep going still pause for 2+ weeks now and then (more if irregular), so a
+    long inactivity is not by itself proof of dropout."""
+    shares = []
+    for cid in big.courses:
+        stayers = [o for o in big.outcomes(cid) if not o["quit"]]
+        gaps = [o["longest_idle_days"] or 0.0 for o in stayers]
+        shares.append(sum(g >= 14 for g in gaps) / len(gaps))
+        assert max(gaps) <= 60  # breaks of 1-4 weeks (possibly next to a holiday), no more
+        long_breaks = [o["traits"]["regularity"] for o, g in zip(stayers, gaps, strict=True)
+                       if g >= 14 and not o["crammer"]]
+        assert statistics.mean(long_breaks) < statistics.mean(
+            o["traits"]["regularity"] for o in stayers)
+    assert all(0.05 < s < 0.5 for s in shares), shares  # occasional, not the norm
+
+
+def test_some_learners_come_back_after_three_weeks_idle(big: World) -> None:
+    for cid in big.courses:
+        c = big.courses[cid]
+        out = big.outcomes(cid)
+        back = [o for o in out if (o["longest_idle_days"] or 0.0) >= 21 and not o["dropped_out"]]
+        assert len(back) >= 0.02 * len(out)
+        stopouts = [o for o in out if o["returned_at"] is not None]
+        assert stopouts and all(o["quit"] and not o["never_started"] for o in stopouts)
+        for o in stopouts:
+            e = c.by_user[o["user_id"]]
+            assert e.quit_at is not None and e.returns_at is not None
+            assert 21 * 86400 <= e.returns_at - e.quit_at <= 49 * 86400
+            assert e.returns_at < c.end
+            # nothing between quitting and coming back, then work again
+            assert not any(e.quit_at <= t < e.returns_at for t in e.timeline.activity)
+            assert any(t >= e.returns_at for t in e.timeline.activity)
+        # and still most quitters do not come back
+        quitters = [o for o in out if o["quit"]]
+        assert len(stopouts) < 0.5 * len(quitters)
+
+
+def test_crammers_do_most_of_their_work_late(big: World) -> None:
+    for cid, c in big.courses.items():
+        out = big.outcomes(cid)
+        crammers = [o for o in out if o["crammer"]]
+        assert 0.03 < len(crammers) / len(out) < 0.3
+        assert statistics.mean(o["traits"]["regularity"] for o in crammers) < statistics.mean(
+            o["traits"]["regularity"] for o in out)
+        late = c.start + 0.75 * (c.end - c.start)
+        shares: dict[bool, list[float]] = {True: [], False: []}
+        for e in c.enrollments:
+            items = e.timeline.item_times
+            if not e.quits and items:
+                shares[e.crammer].append(sum(t >= late for t in items) / len(items))
+        assert statistics.mean(shares[True]) > statistics.mean(shares[False]) + 0.1
+        assert any(o["passed"] for o in crammers)
+
+
+def test_tet_is_a_course_wide_break() -> None:
+    world = World(WorldConfig(courses=1, learners=30, seed=2))
+    cid = world.add_course(start=datetime(2026, 1, 5, tzinfo=UTC), weeks=10, learners=200)
+    c = world.courses[cid]
+    assert c.holiday_name == "Tết" and c.holiday is not None
+    lo, hi = c.holiday
+    tet = datetime(2026, 2, 17, tzinfo=UTC).timestamp()
+    assert lo <= tet - 7 * 86400 and tet + 7 * 86400 < hi
+    stayers = [e for e in c.enrollments if not e.quits]
+
+    def working(a: float, b: float) -> int:
+        return sum(any(a <= t < b for t in e.timeline.activity) for e in stayers)
+
+    assert working(lo, hi) < 0.4 * working(lo - (hi - lo), lo)
+    described = next(d for d in world.describe() if d["course_id"] == cid)
+    assert described["holiday"]["name"] == "Tết"
+    # a course far from Tết gets at most an exam period
+    assert all(x.holiday_name in ("", "exam period")
+               for x in World(WorldConfig(courses=4, learners=5, seed=3)).courses.values()
+               if 4 <= datetime.fromtimestamp(x.start, UTC).month <= 10)
+
+
+def test_outcomes_are_deterministic_per_seed() -> None:
+    def outcomes(seed: int) -> str:
+        world = World(WorldConfig(courses=2, learners=60, seed=seed))
+        return json.dumps([[world.outcomes(cid), world.courses[cid].holiday]
+                           for cid in world.courses], sort_keys=True)
+
+    assert outcomes(11) == outcomes(11)
+    assert outcomes(11) != outcomes(12)
+
+
+def test_dropout_label_uses_the_activity_the_pipeline_sees(big: World) -> None:
+    """Truth = the pipeline's end-of-course label: last activity = MOOC last_activity or a later
+    H5P finish (unless the learner's H5P times are 0/1 flags), in whole seconds."""
+    for cid, c in big.courses.items():
+        for o in big.outcomes(cid):
+            e = c.by_user[o["user_id"]]
+            last = big.observed_last_activity(e, c.end)
+            mooc = big.last_activity(e, c.end)
+            assert (last is None) == (mooc is None)
+            if last is not None and mooc is not None:
+                assert int(mooc) <= last <= c.end and last == int(last)
+                if e.flags:
+                    assert last == int(mooc)
+                idle = c.end - last >= 21 * 86400
+                assert o["dropped_out"] == (not o["passed"] and idle)
