@@ -969,7 +969,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             if _covers_all(context, keys):
                 keys = None
         frame = read_table(self.engine(), spec, keys)
-        context.log.debug(
+        # a module logger, not context.log: one Dagster event per input load is event-log cost
+        _default_log.debug(
             f"loaded {len(frame)} rows from {spec.name}"
             + (f" for {len(keys)} partition(s)" if keys is not None else " (all partitions)")
         )

@@ -150,6 +150,7 @@ class H5PApiResource(HttpSourceResource):
                 one,
                 label=f"H5P {eid} course {course_id}",
                 stats=stats,
+                probe_first=True,
             )
 
         return self._timed(go, log)
@@ -216,6 +217,7 @@ class H5PApiResource(HttpSourceResource):
                 one,
                 label=f"H5P H3/H4 course {course_id}",
                 stats=stats,
+                probe_first=True,
             )
 
         return self._timed(go, log)

@@ -692,9 +692,15 @@ async def fan_out(
     *,
     label: str,
     stats: FetchStats,
+    probe_first: bool = False,
 ) -> dict[K, T]:
     """Run ``fetch(key)`` for every key concurrently (the engine's limiter bounds the requests in
-    flight). Fails fast: the first error cancels the remaining work and is re-raised."""
+    flight). Fails fast: the first error cancels the remaining work and is re-raised.
+
+    ``probe_first`` fetches the first key alone before the others, so what it learns about the
+    route (e.g. that the course id must be percent-encoded, or that H3 is missing) is known to
+    every later request instead of being rediscovered by each of them (one request per learner).
+    """
     progress = Progress(engine.log, label, len(keys), engine.policy.progress_log_s)
     results: dict[K, T] = {}
 
@@ -702,9 +708,12 @@ async def fan_out(
         results[key] = await fetch(key)
         progress.tick(stats, engine.limiter)
 
+    rest = list(keys)
     try:
+        if probe_first and rest:
+            await one(rest.pop(0))
         async with asyncio.TaskGroup() as tg:
-            for key in keys:
+            for key in rest:
                 tg.create_task(one(key))
     except BaseExceptionGroup as group:
         first = _first_leaf(group)

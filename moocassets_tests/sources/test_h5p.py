@@ -71,6 +71,25 @@ def test_route_miss_retries_with_the_encoded_id_and_remembers_it() -> None:
     assert got.stats.fallbacks == 1
 
 
+def test_the_encoded_form_is_learned_once_even_with_full_concurrency() -> None:
+    courses: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        _route, uid, course = split(request)
+        courses.append(course)
+        if course != COURSE_ENC:
+            return httpx.Response(404, json=NO_ROUTE)
+        return httpx.Response(200, json={"user_id": str(uid), "video_progress": []})
+
+    learners = list(range(100, 140))
+    got = h5p(handler, max_concurrency=16).video_progress(COURSE, learners)
+    assert sorted(got.data) == learners
+    # the first learner probes the route; the 39 others go straight to the encoded form
+    assert courses.count(COURSE) == 1
+    assert courses.count(COURSE_ENC) == len(learners)
+    assert got.stats.requests == len(learners) + 1
+
+
 def test_route_missing_in_both_forms_is_a_clear_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(404, text="<html>Not Found</html>")
