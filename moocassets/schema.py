@@ -136,7 +136,10 @@ class TableSpec:
     name: str
     description: str
     columns: tuple[Column, ...]
-    unique_key: tuple[str, ...] = ("user_id", "course_id")
+    # course_id first: a partition's rows are contiguous in the key (partition replaces insert
+    # and delete sequentially, concurrent writers of different courses rarely meet), and the key
+    # doubles as the course_id index. Uniqueness is the ERD's (user_id, course_id) either way.
+    unique_key: tuple[str, ...] = ("course_id", "user_id")
     indexes: tuple[tuple[str, ...], ...] = ()
     partition_column: str = PARTITION_COLUMN
     extra_unique: tuple[tuple[str, ...], ...] = field(default=())
@@ -392,7 +395,7 @@ ENROLLMENTS = TableSpec(
         _c("all_attributes", "json", description="student_info and all_attributes as sent"),
         _c("fetched_at", "datetime", extra=True, description="When moocassets fetched the row"),
     ),
-    indexes=(("course_id",), ("user_id",)),
+    indexes=(("user_id",),),
     extra_unique=(("enrollment_id",),),
 )
 
@@ -409,7 +412,7 @@ MOOC_GRADES = TableSpec(
         _c("is_passed", "bool", description="The only ground truth of success"),
         FETCHED_AT,
     ),
-    indexes=(("course_id",), ("user_id",), ("grade_percentage",), ("fetched_at",),
+    indexes=(("user_id",), ("grade_percentage",), ("fetched_at",),
              ("is_passed",)),
 )
 
@@ -429,7 +432,7 @@ MOOC_PROGRESS = TableSpec(
         _c("last_activity", "datetime", description="Latest MOOC activity (UTC)"),
         _c("fetched_at", "datetime", extra=True),
     ),
-    indexes=(("course_id",), ("user_id",), ("completion_rate",)),
+    indexes=(("user_id",), ("completion_rate",)),
 )
 
 MOOC_DISCUSSIONS = TableSpec(
@@ -445,7 +448,7 @@ MOOC_DISCUSSIONS = TableSpec(
         _count("total_upvotes"),
         FETCHED_AT,
     ),
-    indexes=(("course_id",), ("user_id",), ("total_interactions",), ("fetched_at",)),
+    indexes=(("user_id",), ("total_interactions",), ("fetched_at",)),
 )
 
 H5P_SCORES = TableSpec(
@@ -470,8 +473,8 @@ H5P_SCORES = TableSpec(
         _c("folder_name", "varchar", length=512, extra=True),
         _c("fetched_at", "datetime", extra=True),
     ),
-    unique_key=("user_id", "course_id", "content_id"),
-    indexes=(("course_id",), ("user_id",)),
+    unique_key=("course_id", "user_id", "content_id"),
+    indexes=(("user_id",),),
 )
 
 H5P_SCORES_SUMMARY = TableSpec(
@@ -489,7 +492,7 @@ H5P_SCORES_SUMMARY = TableSpec(
         _c("last_activity_at", "datetime", extra=True,
            description="Latest plausible opened/finished time"),
     ),
-    indexes=(("course_id",), ("user_id",)),
+    indexes=(("user_id",),),
 )
 
 VIDEO_STATUSES = frozenset({"completed", "in_progress", "started", "not_started"})
@@ -511,8 +514,8 @@ VIDEO_PROGRESS = TableSpec(
         _c("folder_name", "varchar", length=512, extra=True),
         _c("fetched_at", "datetime", extra=True),
     ),
-    unique_key=("user_id", "course_id", "content_id"),
-    indexes=(("course_id",), ("user_id",)),
+    unique_key=("course_id", "user_id", "content_id"),
+    indexes=(("user_id",),),
 )
 
 VIDEO_PROGRESS_SUMMARY = TableSpec(
@@ -528,7 +531,7 @@ VIDEO_PROGRESS_SUMMARY = TableSpec(
         _c("total_watched_time", "decimal", precision=14, scale=2, min_value=0.0),
         _pct("average_progress", extra=True),
     ),
-    indexes=(("course_id",), ("user_id",)),
+    indexes=(("user_id",),),
 )
 
 DASHBOARD_SUMMARY = TableSpec(
@@ -551,7 +554,7 @@ DASHBOARD_SUMMARY = TableSpec(
            description="Which endpoint answered"),
         _c("fetched_at", "datetime", extra=True),
     ),
-    indexes=(("course_id",), ("user_id",)),
+    indexes=(("user_id",),),
 )
 
 RAW_DATA = TableSpec(
@@ -600,7 +603,7 @@ RAW_DATA = TableSpec(
         _c("dropout_risk_reasons", "text", extra=True),
         _c("dropout_risk_model", "varchar", length=64, extra=True),
     ),
-    indexes=(("course_id",), ("user_id",), ("is_dropout",)),
+    indexes=(("user_id",), ("is_dropout",)),
 )
 
 WAREHOUSE_TABLES: tuple[TableSpec, ...] = (

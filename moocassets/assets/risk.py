@@ -45,8 +45,8 @@ RAW_DATA_HISTORY = schema.register(
             "as_of: the training data of the dropout risk model (docs/RISK.md)."
         ),
         columns=tuple(c for c in schema.RAW_DATA.columns if c.name not in SCORE_COLUMNS),
-        unique_key=("user_id", "course_id", "as_of"),
-        indexes=(("course_id", "as_of"), ("user_id",), ("as_of",)),
+        unique_key=("course_id", "as_of", "user_id"),  # also serves the scoped DELETE
+        indexes=(("user_id",), ("as_of",)),
     )
 )
 

@@ -170,7 +170,7 @@ def _stray_course(f: pd.DataFrame) -> pd.DataFrame:
     [
         (_missing_column, r"content_id"),
         (_wrong_type, r"column score"),
-        (_duplicate_keys, r"duplicate key \(user_id, course_id, content_id\).*'user_id': 2"),
+        (_duplicate_keys, r"duplicate key \(course_id, user_id, content_id\).*'user_id': 2"),
         (_out_of_range, r"column percentage.*out of range"),
         (_stray_course, r"course-v1:Other\+X\+1"),
     ],
@@ -391,7 +391,7 @@ def test_new_declared_column_is_added_and_logged(mysql_database_url: str) -> Non
         ("ALTER TABLE h5p_scores MODIFY folder_name VARCHAR(512) NOT NULL DEFAULT ''",
          r"column folder_name: NOT NULL in the database"),
         ("ALTER TABLE h5p_scores DROP INDEX uq_h5p_scores_key",
-         r"unique key \(user_id, course_id, content_id\): missing"),
+         r"unique key \(course_id, user_id, content_id\): missing"),
     ],
 )
 def test_incompatible_change_fails_and_changes_nothing(
