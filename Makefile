@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-batch test test-fast lint bench bench-io bench-extract bench-pipeline clean
+.PHONY: demo demo-batch test test-fast lint bench bench-io bench-extract bench-pipeline bench-risk clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,13 +34,20 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check moocassets moocassets_tests benchmarks
 
-bench: bench-io bench-extract
+## All benchmarks (about 15 minutes; each prints its baseline measured in the same run).
+bench: bench-io bench-extract bench-risk bench-pipeline
 
 bench-io: $(STAMP)
 	$(BIN)/python -m benchmarks.io_bulk_load
 
 bench-extract: $(STAMP)
 	$(BIN)/python -m benchmarks.extract_latency
+
+bench-pipeline: $(STAMP)
+	$(BIN)/python -m benchmarks.pipeline
+
+bench-risk: $(STAMP)
+	$(BIN)/python -m benchmarks.risk_evaluation
 
 clean:
 	rm -rf $(VENV) .dagster_home .pytest_cache .ruff_cache
