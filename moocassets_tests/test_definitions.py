@@ -26,6 +26,7 @@ def test_every_erd_table_is_a_course_partitioned_warehouse_asset() -> None:
         assert node.partitions_def.name == "course_id"
         assert node.metadata["partition_expr"] == "course_id"
         assert node.description
+        assert node.pools == {"warehouse_write"}
 
 
 def test_extracts_feed_the_warehouse_and_raw_data_depends_on_every_summary() -> None:
@@ -45,6 +46,7 @@ def test_extracts_feed_the_warehouse_and_raw_data_depends_on_every_summary() -> 
     for key in extract_keys:
         node = graph.get(dg.AssetKey(key))
         assert node.partitions_def is not None and node.description and node.kinds
+        assert node.pools <= {"mooc_api", "h5p_api"} and node.pools
 
 
 def test_raw_data_declares_column_lineage_down_to_upstream_columns() -> None:

@@ -27,6 +27,7 @@ from moocassets.assets.warehouse import (
     RAW_DATA_UPSTREAM,
     WAREHOUSE_GROUP,
     WAREHOUSE_IO,
+    WAREHOUSE_POOL,
     RawDataConfig,
     features_as_of,
 )
@@ -66,6 +67,7 @@ def history_rows(frame: pd.DataFrame) -> pd.DataFrame:
     partitions_def=course_partitions,
     group_name=WAREHOUSE_GROUP,
     io_manager_key=WAREHOUSE_IO,
+    pool=WAREHOUSE_POOL,
     dagster_type=RAW_DATA_HISTORY.dagster_type,
     kinds={"mysql", "pandas", "table"},
     owners=["team:learning-analytics"],

@@ -20,6 +20,7 @@ from moocassets.transforms.enrolled import restrict_to_enrolled
 
 WAREHOUSE_GROUP = "warehouse"
 WAREHOUSE_IO = "warehouse_io_manager"
+WAREHOUSE_POOL = "warehouse_write"  # bounds concurrent warehouse writes across runs
 
 
 def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any]:
@@ -28,6 +29,7 @@ def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any
         "partitions_def": course_partitions,
         "group_name": WAREHOUSE_GROUP,
         "io_manager_key": WAREHOUSE_IO,
+        "pool": WAREHOUSE_POOL,
         "dagster_type": spec.dagster_type,
         "kinds": {"mysql", "pandas", "table"},
         "owners": ["team:learning-analytics"],
