@@ -26,7 +26,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -38,18 +37,13 @@ from typing import Any
 
 import httpx
 
+from moocassets.processes import free_port
 from moocassets.sources import H5PApiResource, MoocApiResource
 
 EMAIL = "bench@moocassets.local"
 PASSWORD = "bench-password-not-secret"
 RESULTS = Path(__file__).resolve().parent / "results" / "extract_latency.json"
 ORIGINAL_THREADS = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -69,7 +63,7 @@ def simulator(learners: int, latency_ms: float, in_thread: bool) -> Iterator[str
         with serve(app) as root:
             yield root
         return
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "moocassets.simulator", "--port", str(port), "--courses", "1",
         "--learners", str(learners), "--latency-ms", str(latency_ms), "--mooc-email", EMAIL,

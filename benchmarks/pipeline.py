@@ -46,8 +46,6 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -61,6 +59,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from moocassets.processes import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -704,17 +704,11 @@ def run_worker(kind: str, cfg: dict[str, Any], env: dict[str, str], *,
 # =============================================================================================
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def simulator(courses: int, learners: int, latency_ms: float, password: str) -> Iterator[str]:
     import httpx
 
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "moocassets.simulator", "--port", str(port), "--courses",
            str(courses), "--learners", str(learners), "--latency-ms", str(latency_ms),
            "--mooc-email", EMAIL, "--mooc-password", password, "--now", "wall",
@@ -738,15 +732,7 @@ def simulator(courses: int, learners: int, latency_ms: float, password: str) -> 
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_process_group(proc, timeout=20)
 
 
 def sim_stats(root: str, reset: bool = True) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -26,15 +25,10 @@ from typing import Any
 import httpx
 
 from moocassets import settings
+from moocassets.processes import free_port, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_EMAIL = "demo.operator@example.edu"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _port_is_free(port: int) -> bool:
@@ -66,15 +60,7 @@ def _process(cmd: list[str], env: dict[str, str], name: str) -> Iterator[subproc
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc)
         print(f"[demo] stopped {name}", flush=True)
 
 
@@ -173,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         from moocassets.io import ensure_database
 
         ensure_database(os.environ[settings.DATABASE_URL])
-    sim_port = args.sim_port if _port_is_free(args.sim_port) else _free_port()
+    sim_port = args.sim_port if _port_is_free(args.sim_port) else free_port()
     password = secrets.token_urlsafe(18)
     base = f"http://127.0.0.1:{sim_port}"
     os.environ.update(
@@ -188,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     sim_cmd = [
         sys.executable, "-m", "moocassets.simulator", "--host", "127.0.0.1",
         "--port", str(sim_port), "--courses", str(args.courses), "--learners",
-        str(args.learners), "--seed", str(args.seed), "--mooc-email", DEMO_EMAIL,
-        "--mooc-password", password, "--now", "wall", "--log-level", "warning",
+        str(args.learners), "--seed", str(args.seed), "--now", "wall",
+        "--log-level", "warning",  # credentials: MOOCASSETS_MOOC_EMAIL/_PASSWORD in env
     ]
     print(f"[demo] starting the simulator on {base} ({args.courses} courses × "
           f"{args.learners} learners, seed {args.seed})", flush=True)
@@ -201,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print_row_counts(course_ids)
         if not args.ui:
             return 0
-        ui_port = args.ui_port if _port_is_free(args.ui_port) else _free_port()
+        ui_port = args.ui_port if _port_is_free(args.ui_port) else free_port()
         workspace = str(ROOT / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
         with _process(

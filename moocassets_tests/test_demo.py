@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from moocassets.processes import free_port, stop_process_group
 from moocassets.schema import WAREHOUSE_TABLES
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
@@ -42,7 +36,7 @@ def _env(tmp_path: Path, database_url: str | None) -> dict[str, str]:
 
 def _demo(*args: str) -> list[str]:
     return [sys.executable, "-m", "moocassets.demo", "--learners", "40",
-            "--sim-port", str(_free_port()), *args]
+            "--sim-port", str(free_port()), *args]
 
 
 def _counts(url: str) -> dict[str, int]:
@@ -81,7 +75,7 @@ ASSET_GRAPH = """{ assetNodes { assetKey { path } groupName dependencyKeys { pat
 
 
 def test_demo_ui_serves_the_lineage_extract_to_warehouse(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         _demo("--ui", "--ui-port", str(port)), cwd=REPO, env=_env(tmp_path, None),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
@@ -103,11 +97,6 @@ def test_demo_ui_serves_the_lineage_extract_to_warehouse(tmp_path: Path) -> None
         assert deps["enrollments"] == {"mooc_enrollments_extract"}
         assert {"enrollments", "mooc_grades", "h5p_scores_summary"} <= deps["raw_data"]
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, timeout=60, first=signal.SIGINT)
         if proc.stdout is not None:
             proc.stdout.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import sys
 import time
@@ -20,6 +21,10 @@ from .world import World, WorldConfig
 log = logging.getLogger("moocassets.simulator")
 
 
+EMAIL_ENV = "MOOCASSETS_MOOC_EMAIL"
+PASSWORD_ENV = "MOOCASSETS_MOOC_PASSWORD"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m moocassets.simulator",
                                 description="Simulated Open edX export API + H5P plugin API.")
@@ -30,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--now", help="simulated clock start, ISO-8601 (default: a fixed instant, "
                    f"{WorldConfig().now.isoformat()}); 'wall' = the current time")
-    p.add_argument("--mooc-email", default="ops@moocassets.local")
-    p.add_argument("--mooc-password", help="default: a random one, printed once at start-up")
+    p.add_argument("--mooc-email", default=os.environ.get(EMAIL_ENV) or "ops@moocassets.local",
+                   help=f"default: ${EMAIL_ENV}, else ops@moocassets.local")
+    # prefer the environment for the password: command lines are visible to every local user
+    p.add_argument("--mooc-password", default=os.environ.get(PASSWORD_ENV),
+                   help=f"default: ${PASSWORD_ENV}, else a random one printed once at start-up")
     p.add_argument("--session-id", action="append", default=[],
                    help="a static operator session cookie value (repeatable)")
     g = p.add_argument_group("faults (all off by default)")

@@ -378,8 +378,8 @@ def stack(mysql_server_url: sa.URL, tmp_path_factory: pytest.TempPathFactory) ->
                 "simulator",
                 [sys.executable, "-m", "moocassets.simulator", "--host", "127.0.0.1",
                  "--port", str(sim_port), "--courses", "2", "--learners", "30", "--seed", "7",
-                 "--mooc-email", env["MOOCASSETS_MOOC_EMAIL"],
-                 "--mooc-password", env["MOOCASSETS_MOOC_PASSWORD"]],
+                 # credentials come from MOOCASSETS_MOOC_EMAIL/_PASSWORD in the environment
+                 ],
             )  # fmt: skip
             st.start(
                 "code-server-moocassets",
