@@ -186,6 +186,24 @@ def count_from(mooc: MoocApiResource, course_id: str, offset: int, page_size: in
             return count
 
 
+ENROLLMENTS_TABLE = dg.AssetKey("enrollments")
+
+
+def stored_learners(instance: dg.DagsterInstance, course_id: str) -> int | None:
+    """Learners in the latest ``enrollments`` materialization of ``course_id`` (None: never).
+
+    The baseline a course is first compared with, so enrollments that arrived before the sensor
+    first saw the course are not missed (its first tick may come after the first load)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=ENROLLMENTS_TABLE, asset_partitions=[course_id]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    value = records[0].asset_materialization.metadata.get("dagster/partition_row_count")
+    raw = getattr(value, "value", value)
+    return int(raw) if isinstance(raw, int | float) else None
+
+
 def _enrollments_fn(settings: SensorSettings) -> Any:
     def new_enrollments_sensor(
         context: SensorEvaluationContext, mooc: MoocApiResource
@@ -193,8 +211,10 @@ def _enrollments_fn(settings: SensorSettings) -> Any:
         """Refresh a course (M1 extract and everything downstream) when it has new enrollments.
 
         Per course the cursor keeps the known enrollment count; a tick reads the M1 page at that
-        offset (usually empty). Courses are visited in rotation within a time budget; the first
-        sight of a course only records its count."""
+        offset (usually empty). Courses are visited in rotation within a time budget. At first
+        sight the known count is the learners of the course's latest ``enrollments``
+        materialization; a course never loaded only has its count recorded (its first load is
+        automation's)."""
         started = time.monotonic()
         cursor = EnrollmentCursor.load(context.cursor)
         courses = sorted(context.instance.get_dynamic_partitions(COURSE_PARTITIONS_NAME))
@@ -212,6 +232,8 @@ def _enrollments_fn(settings: SensorSettings) -> Any:
                     break
                 visited += 1
                 known = counts.get(course_id)
+                if known is None:  # first sight: compare with what the warehouse holds
+                    known = stored_learners(context.instance, course_id)
                 try:
                     count = count_from(client, course_id, known or 0, settings.page_size)
                 except SourceError as exc:

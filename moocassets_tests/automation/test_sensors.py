@@ -14,6 +14,7 @@ from moocassets.automation.sensors import (
     EnrollmentCursor,
     SensorSettings,
     build_sensors,
+    count_from,
     enrollment_run_key,
     rotation,
 )
@@ -153,6 +154,25 @@ def test_new_enrollment_requests_a_refresh_of_exactly_that_course(
 
     third, _ = _tick(sensor, instance, mooc, second.cursor)
     assert isinstance(third, dg.SensorResult) and not third.run_requests
+
+
+def test_enrollments_added_before_the_first_sight_of_a_loaded_course_are_not_missed(
+    sim_root: str, mooc: MoocApiResource, instance: dg.DagsterInstance
+) -> None:
+    course = _sim_courses(sim_root)[0]
+    instance.add_dynamic_partitions("course_id", [course])
+    loaded = count_from(mooc, course, 0, 200)
+    # the course was loaded with `loaded` learners (as the IO manager reports it) ...
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key="enrollments", partition=course,
+        metadata={"dagster/partition_row_count": dg.MetadataValue.int(loaded)},
+    ))
+    # ... and a learner enrolled before the sensor ever looked at the course
+    httpx.post(f"{sim_root}/__sim__/enroll", json={"course_id": course, "count": 1})
+    first, _ = _tick(_sensors()["new_enrollments_sensor"], instance, mooc, None)
+    assert isinstance(first, dg.SensorResult)
+    assert [r.partition_key for r in first.run_requests] == [course]
+    assert first.run_requests[0].run_key == enrollment_run_key(course, loaded + 1)
 
 
 def test_enrollment_refresh_targets_enrollments_and_everything_downstream() -> None:
