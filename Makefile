@@ -25,8 +25,7 @@ demo-batch: $(STAMP)
 ## or the local server; under CI=true an unreachable server is a failure, otherwise a skip).
 test: $(STAMP)
 	$(BIN)/ruff check moocassets moocassets_tests benchmarks
-	$(BIN)/dagster definitions validate -m moocassets.definitions
-	$(BIN)/pytest
+	$(BIN)/pytest  # includes `dagster definitions validate` (test_definitions.py)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not e2e"
