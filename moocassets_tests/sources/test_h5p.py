@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -54,8 +55,8 @@ def test_scores_fan_out_no_data_and_duplicates() -> None:
     assert len(seen) == 5 and got.stats.learners == 5 and got.stats.requests == 5
 
 
-def test_route_miss_retries_with_the_encoded_id_and_remembers_it() -> None:
-    courses: list[str] = []
+def encoded_only(courses: list[str]) -> Callable[[httpx.Request], httpx.Response]:
+    """A server whose route matches only the percent-encoded course id; records what it saw."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         _route, uid, course = split(request)
@@ -64,6 +65,12 @@ def test_route_miss_retries_with_the_encoded_id_and_remembers_it() -> None:
             return httpx.Response(404, json=NO_ROUTE)
         return httpx.Response(200, json={"user_id": str(uid), "video_progress": []})
 
+    return handler
+
+
+def test_route_miss_retries_with_the_encoded_id_and_remembers_it() -> None:
+    courses: list[str] = []
+    handler = encoded_only(courses)
     res = h5p(handler, max_concurrency=1)  # sequential, so the memo is visible in the order
     got = res.video_progress(COURSE, [10, 11, 12])
     assert all(got.data[u] == {"user_id": str(u), "video_progress": []} for u in (10, 11, 12))
@@ -73,14 +80,7 @@ def test_route_miss_retries_with_the_encoded_id_and_remembers_it() -> None:
 
 def test_the_encoded_form_is_learned_once_even_with_full_concurrency() -> None:
     courses: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        _route, uid, course = split(request)
-        courses.append(course)
-        if course != COURSE_ENC:
-            return httpx.Response(404, json=NO_ROUTE)
-        return httpx.Response(200, json={"user_id": str(uid), "video_progress": []})
-
+    handler = encoded_only(courses)
     learners = list(range(100, 140))
     got = h5p(handler, max_concurrency=16).video_progress(COURSE, learners)
     assert sorted(got.data) == learners
