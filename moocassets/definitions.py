@@ -1,4 +1,4 @@
-"""The one place where assets, resources, IO managers, sensors and checks meet."""
+"""The one place where assets (with their checks), resources, IO managers and sensors meet."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from moocassets.assets.extract import EXTRACT_ASSETS
 from moocassets.assets.risk import RISK_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
 from moocassets.automation import automation_defs, settings_from_env, with_automation
-from moocassets.io import ModelStoreIOManager, WarehouseIOManager, WarehouseResource
+from moocassets.io import ModelStoreIOManager, WarehouseIOManager
 from moocassets.sources import H5PApiResource, MoocApiResource
 
 
@@ -27,7 +27,6 @@ def build_resources() -> dict[str, object]:
             base_url=settings.env_or_default(settings.H5P_API_URL, settings.DEFAULT_H5P_API_URL),
         ),
         "warehouse_io_manager": WarehouseIOManager(database_url=database_url),
-        "warehouse": WarehouseResource(database_url=database_url),  # asset checks
         "extract_io_manager": dg.FilesystemIOManager(),
         "model_io_manager": ModelStoreIOManager(),
     }
@@ -53,7 +52,7 @@ def build_core_defs() -> dg.Definitions:
         executor=dg.in_process_executor,
     )
 
-# Sensors, automation sensor, checks; conditions + freshness on the assets (docs/AUTOMATION.md).
+# Sensors, automation sensor; conditions + freshness on the assets (docs/AUTOMATION.md).
 _sensor_settings, _automation_settings, _automation_interval = settings_from_env()
 defs = with_automation(
     dg.Definitions.merge(

@@ -34,8 +34,8 @@ def test_extracts_feed_the_warehouse_and_raw_data_depends_on_every_summary() -> 
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
                for k in graph.get_all_asset_keys()}
     assert parents["enrollments"] == {"mooc_enrollments_extract"}
-    assert parents["h5p_scores_summary"] == {"h5p_scores"}
-    assert parents["video_progress_summary"] == {"video_progress"}
+    assert parents["h5p_scores_summary"] == {"h5p_scores", "enrollments"}  # its checks read it
+    assert parents["video_progress_summary"] == {"video_progress", "enrollments"}
     assert {"mooc_enrollments_extract"} <= parents["h5p_scores_extract"]
     assert {
         "enrollments", "mooc_grades", "mooc_progress", "mooc_discussions",

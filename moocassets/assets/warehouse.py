@@ -6,6 +6,7 @@ summaries aggregate their detail table; ``raw_data`` joins everything per learne
 """
 
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ import pandas as pd
 
 from moocassets import schema
 from moocassets.assets.common import course_keys, split_by_course
+from moocassets.checks import check_specs, checked_output
 from moocassets.partitions import course_partitions
 from moocassets.transforms import features, risk, summaries
 from moocassets.transforms.enrolled import restrict_to_enrolled
@@ -21,6 +23,9 @@ from moocassets.transforms.enrolled import restrict_to_enrolled
 WAREHOUSE_GROUP = "warehouse"
 WAREHOUSE_IO = "warehouse_io_manager"
 WAREHOUSE_POOL = "warehouse_write"  # bounds concurrent warehouse writes across runs
+
+Checked = Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]
+"""What a warehouse asset yields: its checked frame, then its check evaluations (checks.py)."""
 
 
 def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any]:
@@ -40,6 +45,7 @@ def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any
             "dagster/column_schema": spec.table_schema,
             "dagster/table_name": spec.name,
         },
+        "check_specs": check_specs(spec),
         "code_version": "1",
     }
 
@@ -48,10 +54,10 @@ def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any
     ins={"extract": dg.AssetIn("mooc_enrollments_extract")},
     **_warehouse_kwargs(schema.ENROLLMENTS, "Learners enrolled in the course (from MOOC M1)."),
 )
-def enrollments(context: dg.AssetExecutionContext, extract: pd.DataFrame) -> pd.DataFrame:
+def enrollments(extract: pd.DataFrame) -> Checked:
     frame = schema.ENROLLMENTS.coerce_frame(extract)
-    context.add_output_metadata({"learners": dg.MetadataValue.int(len(frame))})
-    return frame
+    yield from checked_output(schema.ENROLLMENTS, frame, enrolled=frame,
+                              metadata={"learners": dg.MetadataValue.int(len(frame))})
 
 
 def _detail_table(spec: schema.TableSpec, extract_name: str, description: str) -> Any:
@@ -61,20 +67,19 @@ def _detail_table(spec: schema.TableSpec, extract_name: str, description: str) -
     )
     def _asset(
         context: dg.AssetExecutionContext, extract: pd.DataFrame, enrolled: pd.DataFrame
-    ) -> pd.DataFrame:
+    ) -> Checked:
         kept, dropped = restrict_to_enrolled(extract, enrolled)
         if len(dropped):
             context.log.warning(
                 f"{spec.name}: dropped {len(dropped)} rows of {dropped['user_id'].nunique()} "
                 f"learners not enrolled (e.g. user_id {int(dropped['user_id'].iloc[0])})"
             )
-        context.add_output_metadata(
-            {
-                "rows_not_enrolled_dropped": dg.MetadataValue.int(len(dropped)),
-                "learners": dg.MetadataValue.int(int(kept["user_id"].nunique())),
-            }
-        )
-        return spec.coerce_frame(kept)
+        metadata = {
+            "rows_not_enrolled_dropped": dg.MetadataValue.int(len(dropped)),
+            "learners": dg.MetadataValue.int(int(kept["user_id"].nunique())),
+        }
+        yield from checked_output(spec, spec.coerce_frame(kept), enrolled=enrolled,
+                                  metadata=metadata)
 
     return _asset
 
@@ -102,25 +107,28 @@ dashboard_summary = _detail_table(
 
 
 @dg.asset(
-    ins={"detail": dg.AssetIn("h5p_scores")},
+    ins={"detail": dg.AssetIn("h5p_scores"), "enrolled": dg.AssetIn("enrollments")},
     **_warehouse_kwargs(
         schema.H5P_SCORES_SUMMARY,
         "Per-learner aggregate of `h5p_scores`: attempted and finished contents, scores, time.",
     ),
 )
-def h5p_scores_summary(detail: pd.DataFrame) -> pd.DataFrame:
-    return schema.H5P_SCORES_SUMMARY.coerce_frame(summaries.h5p_summary(detail))
+def h5p_scores_summary(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Checked:
+    frame = schema.H5P_SCORES_SUMMARY.coerce_frame(summaries.h5p_summary(detail))
+    yield from checked_output(schema.H5P_SCORES_SUMMARY, frame, enrolled=enrolled, detail=detail)
 
 
 @dg.asset(
-    ins={"detail": dg.AssetIn("video_progress")},
+    ins={"detail": dg.AssetIn("video_progress"), "enrolled": dg.AssetIn("enrollments")},
     **_warehouse_kwargs(
         schema.VIDEO_PROGRESS_SUMMARY,
         "Per-learner aggregate of `video_progress`: opened, completed and in-progress videos.",
     ),
 )
-def video_progress_summary(detail: pd.DataFrame) -> pd.DataFrame:
-    return schema.VIDEO_PROGRESS_SUMMARY.coerce_frame(summaries.video_summary(detail))
+def video_progress_summary(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Checked:
+    frame = schema.VIDEO_PROGRESS_SUMMARY.coerce_frame(summaries.video_summary(detail))
+    yield from checked_output(schema.VIDEO_PROGRESS_SUMMARY, frame, enrolled=enrolled,
+                              detail=detail)
 
 
 class RawDataConfig(dg.Config):
@@ -301,7 +309,7 @@ def raw_data(
     config: RawDataConfig,
     risk_model: risk.RiskModel | None,
     **upstream: pd.DataFrame,
-) -> pd.DataFrame:
+) -> Checked:
     frame, as_of = features_as_of(context, config, upstream)
     if risk_model is None:
         context.log.info("no dropout_risk_model materialized yet: scoring with the fallback rule")
@@ -311,22 +319,21 @@ def raw_data(
     dropout_rate = float(frame["is_dropout"].mean()) if len(frame) else 0.0
     scores = frame["dropout_risk_score"]
     high = risk.RISK_BANDS[-1][1]
-    context.add_output_metadata(
-        {
-            "learners": dg.MetadataValue.int(len(frame)),
-            "dropout_rate": dg.MetadataValue.float(round(dropout_rate, 4)),
-            "mean_risk": dg.MetadataValue.float(round(float(scores.mean()), 4) if len(frame)
-                                                else 0.0),
-            "share_high_risk": dg.MetadataValue.float(
-                round(float((scores >= high).mean()), 4) if len(frame) else 0.0
-            ),
-            "risk_model": dg.MetadataValue.text(risk_model.name),
-            "teacher_summary": dg.MetadataValue.md(risk.teacher_summary(frame)),
-            "evaluated_at": dg.MetadataValue.text(as_of.isoformat()),
-            "dagster/column_lineage": RAW_DATA_LINEAGE,
-        }
-    )
-    return frame
+    metadata = {
+        "learners": dg.MetadataValue.int(len(frame)),
+        "dropout_rate": dg.MetadataValue.float(round(dropout_rate, 4)),
+        "mean_risk": dg.MetadataValue.float(round(float(scores.mean()), 4) if len(frame)
+                                            else 0.0),
+        "share_high_risk": dg.MetadataValue.float(
+            round(float((scores >= high).mean()), 4) if len(frame) else 0.0
+        ),
+        "risk_model": dg.MetadataValue.text(risk_model.name),
+        "teacher_summary": dg.MetadataValue.md(risk.teacher_summary(frame)),
+        "evaluated_at": dg.MetadataValue.text(as_of.isoformat()),
+        "dagster/column_lineage": RAW_DATA_LINEAGE,
+    }
+    yield from checked_output(schema.RAW_DATA, frame, enrolled=upstream["enrollments"],
+                              metadata=metadata)
 
 
 WAREHOUSE_ASSETS: list[Any] = [

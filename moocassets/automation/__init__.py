@@ -1,10 +1,11 @@
-"""Automation: course discovery, new-enrollment refreshes, per-course staleness, checks.
+"""Automation: course discovery, new-enrollment refreshes, per-course staleness.
 
 Wiring (``moocassets/definitions.py``)::
 
-    defs = with_automation(dg.Definitions.merge(core_defs, automation_defs(warehouse=...)))
+    defs = with_automation(dg.Definitions.merge(core_defs, automation_defs(...)))
 
-``automation_defs`` adds the sensors, the automation-condition sensor and the asset checks;
+``automation_defs`` adds the sensors and the automation-condition sensor (the asset checks live
+on the warehouse assets themselves, ``moocassets/checks.py``);
 ``with_automation`` puts the automation conditions on the extract and warehouse assets and the
 ``FreshnessPolicy`` on the warehouse assets (spec mapping, so the asset modules stay unchanged).
 See ``docs/AUTOMATION.md``.
@@ -19,7 +20,6 @@ from datetime import timedelta
 
 import dagster as dg
 
-from moocassets.automation.checks import WAREHOUSE_RESOURCE_KEY, build_warehouse_checks
 from moocassets.automation.conditions import (
     AutomationSettings,
     CourseFinal,
@@ -30,7 +30,6 @@ from moocassets.automation.conditions import (
     warehouse_condition,
 )
 from moocassets.automation.sensors import SensorSettings, build_sensors
-from moocassets.io import WarehouseResource
 
 AUTOMATION_SENSOR_NAME = "moocassets_automation"
 EXTRACT_GROUP = "extract"
@@ -54,7 +53,6 @@ __all__ = [
     "automation_defs",
     "automation_sensor",
     "build_sensors",
-    "build_warehouse_checks",
     "extract_condition",
     "risk_model_condition",
     "settings_from_env",
@@ -105,15 +103,12 @@ def automation_sensor(minimum_interval_seconds: int = 30) -> dg.AutomationCondit
 
 def automation_defs(
     *,
-    warehouse: WarehouseResource | None = None,
     sensor_settings: SensorSettings | None = None,
     automation_interval_seconds: int = 30,
 ) -> dg.Definitions:
-    """Sensors + automation sensor + warehouse checks (+ the ``warehouse`` resource if given)."""
+    """The sensors and the automation-condition sensor."""
     return dg.Definitions(
         sensors=[*build_sensors(sensor_settings), automation_sensor(automation_interval_seconds)],
-        asset_checks=build_warehouse_checks(),
-        resources={WAREHOUSE_RESOURCE_KEY: warehouse} if warehouse is not None else None,
     )
 
 

@@ -29,8 +29,8 @@ WAREHOUSE_DEPS: dict[str, list[str]] = {
     "h5p_scores": ["h5p_scores_extract", "enrollments"],
     "video_progress": ["video_progress_extract", "enrollments"],
     "dashboard_summary": ["dashboard_extract", "enrollments"],
-    "h5p_scores_summary": ["h5p_scores"],
-    "video_progress_summary": ["video_progress"],
+    "h5p_scores_summary": ["h5p_scores", "enrollments"],
+    "video_progress_summary": ["video_progress", "enrollments"],
     "raw_data_history": [
         "enrollments", "mooc_grades", "mooc_progress", "mooc_discussions",
         "h5p_scores_summary", "video_progress_summary", "dashboard_summary",

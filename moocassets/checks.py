@@ -1,7 +1,7 @@
-"""Asset checks on the ten warehouse tables, built from the declared schema.
+"""Data-quality checks of the ten warehouse tables, evaluated in memory inside each asset's step.
 
-One ``multi_asset_check`` per table (one step per table in a run, not one per check) reads the
-course partition(s) of the current run from the warehouse (``WarehouseResource``) and reports:
+Every warehouse asset declares its checks (``check_specs``) and ends with :func:`checked_output`,
+which evaluates them on the coerced frame it is about to write:
 
 * ``unique_key``            no duplicate ``spec.unique_key``                       (blocking)
 * ``value_ranges``          every column within ``Column.min_value/max_value``      (blocking)
@@ -12,12 +12,12 @@ course partition(s) of the current run from the warehouse (``WarehouseResource``
 * ``dropout_label_varies``  WARN when ``is_dropout`` is constant in a course of 50+
                             learners that has run 4+ weeks                         (not blocking)
 
-Blocking: an ERROR result stops the downstream assets of that run, so bad rows do not reach
-``raw_data``. The checked table itself is already written by then (Dagster writes the asset
-before its checks run); the failed check is visible on the asset and the next refresh retries.
-The pure ``evaluate_*`` functions take frames and are unit-testable; the factories only fetch.
-(No ``from __future__ import annotations`` here: Dagster validates the ``context`` annotation
-of check functions by identity, which a string annotation fails.)
+A failed blocking check fails the step **before** the frame is handed to the IO manager: the
+table keeps its previous rows for that course, the failed evaluations are recorded on the asset,
+and the downstream assets of the run do not run. When every blocking check passes, the frame is
+written and the evaluations follow its materialization. Checking the frame in memory costs no
+extra step, no extra read of the table and no extra run events (docs/AUTOMATION.md, "Checks").
+The pure ``evaluate_*`` functions take frames and are unit-tested on their own.
 """
 
 import math
@@ -28,12 +28,9 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from moocassets import schema
-from moocassets.io import WarehouseResource
 from moocassets.schema import TableSpec
 from moocassets.transforms import summaries
 
-WAREHOUSE_RESOURCE_KEY = "warehouse"
 SAMPLE = 5
 DROPOUT_MIN_LEARNERS = 50
 DROPOUT_MIN_WEEKS = 4
@@ -249,31 +246,12 @@ def evaluate_dropout_varies(raw: pd.DataFrame) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------------
-# Dagster wiring
+# Dagster wiring: the specs an asset declares and the evaluation at the end of its step
 # ---------------------------------------------------------------------------------------------
 
 
-def run_course_keys(context: dg.AssetCheckExecutionContext) -> list[str] | None:
-    """The course partition(s) of the run (None: not a partitioned run -> whole table)."""
-    op_ctx = context.op_execution_context
-    if op_ctx.has_partition_key or op_ctx.has_partition_key_range:
-        return list(op_ctx.partition_keys)
-    return None
-
-
-def _result(spec_name: str, asset: str, outcome: Outcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=asset,
-        check_name=spec_name,
-        passed=outcome.passed,
-        severity=outcome.severity,
-        description=outcome.description[:2000],
-        metadata=outcome.metadata,
-    )
-
-
-def table_checks(spec: TableSpec) -> dg.AssetChecksDefinition:
-    """The checks of one warehouse table as one multi-asset check (one step per run)."""
+def check_specs(spec: TableSpec) -> list[dg.AssetCheckSpec]:
+    """The checks of one warehouse table, declared on its asset (``@asset(check_specs=...)``)."""
     name = spec.name
     specs = [
         dg.AssetCheckSpec("unique_key", asset=name, blocking=True,
@@ -283,12 +261,12 @@ def table_checks(spec: TableSpec) -> dg.AssetChecksDefinition:
     ]
     if name != "enrollments":
         specs.append(dg.AssetCheckSpec(
-            "learners_enrolled", asset=name, blocking=True, additional_deps=["enrollments"],
+            "learners_enrolled", asset=name, blocking=True,
             description="Every learner is enrolled in the course"))
     if name in SUMMARY_OF:
         detail = SUMMARY_OF[name][0]
         specs.append(dg.AssetCheckSpec(
-            "matches_detail", asset=name, blocking=True, additional_deps=[detail],
+            "matches_detail", asset=name, blocking=True,
             description=f"Equals the aggregate of {detail} (transforms.summaries)"))
     if name == "raw_data":
         specs.append(dg.AssetCheckSpec(
@@ -298,32 +276,83 @@ def table_checks(spec: TableSpec) -> dg.AssetChecksDefinition:
             "dropout_label_varies", asset=name, blocking=False,
             description=f"WARN: is_dropout constant in a course of {DROPOUT_MIN_LEARNERS}+ "
             f"learners running {DROPOUT_MIN_WEEKS}+ weeks"))
-
-    @dg.multi_asset_check(specs=specs, name=f"{name}_checks",
-                          required_resource_keys={WAREHOUSE_RESOURCE_KEY})
-    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-        warehouse: WarehouseResource = getattr(context.resources, WAREHOUSE_RESOURCE_KEY)
-        courses = run_course_keys(context)
-        frame = warehouse.read_table(name, courses)
-        yield _result("unique_key", name, evaluate_unique_key(spec, frame))
-        yield _result("value_ranges", name, evaluate_value_ranges(spec, frame))
-        enrolled = frame if name == "enrollments" else warehouse.read_table("enrollments", courses)
-        if name != "enrollments":
-            yield _result("learners_enrolled", name,
-                          evaluate_learners_enrolled(spec, frame, enrolled))
-        if name in SUMMARY_OF:
-            detail_name, aggregate = SUMMARY_OF[name]
-            recomputed = aggregate(warehouse.read_table(detail_name, courses))
-            yield _result("matches_detail", name, evaluate_summary(spec, frame, recomputed))
-        if name == "raw_data":
-            yield _result("one_row_per_enrolled_learner", name,
-                          evaluate_raw_data_rows(frame, enrolled))
-            yield _result("dropout_label_varies", name, evaluate_dropout_varies(frame))
-
-    return _checks
+    return specs
 
 
-def build_warehouse_checks(
-    tables: Sequence[TableSpec] = schema.WAREHOUSE_TABLES,
-) -> list[dg.AssetChecksDefinition]:
-    return [table_checks(spec) for spec in tables]
+def evaluate_table(
+    spec: TableSpec,
+    frame: pd.DataFrame,
+    *,
+    enrolled: pd.DataFrame,
+    detail: pd.DataFrame | None = None,
+) -> dict[str, Outcome]:
+    """Every check of ``spec`` (the names of :func:`check_specs`) on the frame to be written.
+
+    ``enrolled``: the ``enrollments`` rows of the same course(s); ``detail``: the detail table a
+    summary aggregates (required for the summaries).
+    """
+    name = spec.name
+    out = {
+        "unique_key": evaluate_unique_key(spec, frame),
+        "value_ranges": evaluate_value_ranges(spec, frame),
+    }
+    if name != "enrollments":
+        out["learners_enrolled"] = evaluate_learners_enrolled(spec, frame, enrolled)
+    if name in SUMMARY_OF:
+        if detail is None:
+            raise ValueError(f"{name}: the matches_detail check needs its detail table")
+        out["matches_detail"] = evaluate_summary(spec, frame, SUMMARY_OF[name][1](detail))
+    if name == "raw_data":
+        out["one_row_per_enrolled_learner"] = evaluate_raw_data_rows(frame, enrolled)
+        out["dropout_label_varies"] = evaluate_dropout_varies(frame)
+    return out
+
+
+def _result(check_name: str, asset: str, outcome: Outcome) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=check_name,
+        passed=outcome.passed,
+        severity=outcome.severity,
+        description=outcome.description[:2000],
+        metadata=outcome.metadata,
+    )
+
+
+def blocking_failures(outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
+    return {
+        n: o for n, o in outcomes.items()
+        if not o.passed and o.severity == dg.AssetCheckSeverity.ERROR
+    }
+
+
+def checked_output(
+    spec: TableSpec,
+    frame: pd.DataFrame,
+    *,
+    enrolled: pd.DataFrame,
+    detail: pd.DataFrame | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
+    """The end of a warehouse asset's step: check ``frame``, then write it or fail.
+
+    Every check passes or only warns: yields the ``Output`` (the IO manager writes it), then the
+    evaluations. A blocking check fails: yields the evaluations and raises ``dg.Failure`` naming
+    the table and what failed; no ``Output``, so the stored rows stay as they were.
+    """
+    outcomes = evaluate_table(spec, frame, enrolled=enrolled, detail=detail)
+    failed = blocking_failures(outcomes)
+    if failed:
+        for check_name, outcome in outcomes.items():
+            yield _result(check_name, spec.name, outcome)
+        raise dg.Failure(
+            description=(
+                f"table {spec.name}: {len(failed)} blocking check(s) failed, nothing written "
+                f"(the table keeps its previous rows): "
+                + " || ".join(f"{n}: {o.description}" for n, o in failed.items())
+            )[:4000],
+            metadata={"failed_checks": dg.MetadataValue.json(sorted(failed))},
+        )
+    yield dg.Output(frame, metadata=metadata or {})
+    for check_name, outcome in outcomes.items():
+        yield _result(check_name, spec.name, outcome)
