@@ -220,7 +220,8 @@ class TableSpec:
         """Return ``frame`` with exactly the declared columns, in order, with the declared dtypes.
 
         Raises :class:`SchemaError` naming the table and column when a column is missing or a value
-        cannot be converted. Extra columns are dropped. Datetimes become tz-aware UTC (naive = UTC).
+        cannot be converted. Extra columns are dropped. Datetimes become tz-aware UTC (naive = UTC),
+        in whole seconds as the DATETIME columns store them.
         """
         missing = [c.name for c in self.columns if c.name not in frame.columns]
         if missing:
@@ -310,10 +311,11 @@ def _coerce_series(s: pd.Series, c: Column) -> pd.Series:
             s = s.map(lambda v: None if v is None or v is pd.NA else bool(v))
         return s.astype("boolean")
     if c.kind == "datetime":
+        # whole seconds, as the DATETIME columns store them: the frame is what a read gives back
         if isinstance(s.dtype, pd.DatetimeTZDtype):
-            return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+            return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").dt.floor("s")
         parsed = pd.to_datetime(s, utc=True, errors="raise", format="mixed")
-        return parsed.astype("datetime64[ns, UTC]")
+        return parsed.astype("datetime64[ns, UTC]").dt.floor("s")
     # json: keep Python objects, but make sure they serialize
     def _check_json(v: Any) -> Any:
         if v is None or (isinstance(v, float) and math.isnan(v)):

@@ -31,11 +31,16 @@ Write (``handle_output``)
        multi-row INSERTs of ~1 MB). SQLite always uses executemany.
 
 Load (``load_input``)
-    One or a few partitions: ``SELECT ... WHERE course_id IN :keys`` (bound, expanding). All
-    partitions (an unpartitioned downstream asset, or every registered partition): a plain
-    ``SELECT`` without an IN list. The frame is coerced by the spec (NULL stays NULL, decimals
-    rounded to their scale, datetimes tz-aware UTC, booleans ``boolean``, JSON parsed). A missing
-    table raises :class:`TableNotMaterializedError` naming the table and partitions.
+    Within one run, a partition this run has just written is served from memory: the IO manager
+    keeps the frame it wrote (exactly the coerced rows it committed; :class:`RunFrameCache`, the
+    last two runs of the process) and hands a copy to the downstream steps of the same run
+    instead of reading the rows back. A run that only reads (say ``raw_data`` alone) reads MySQL.
+    Otherwise: one or a few partitions: ``SELECT ... WHERE course_id IN :keys`` (bound,
+    expanding). All partitions (an unpartitioned downstream asset, or every registered
+    partition): a plain ``SELECT`` without an IN list. The frame is coerced by the spec (NULL
+    stays NULL, decimals rounded to their scale, datetimes tz-aware UTC, booleans ``boolean``,
+    JSON parsed). A missing table raises :class:`TableNotMaterializedError` naming the table and
+    partitions.
 
 MySQL 8.x versus MariaDB 10.11 (only SQL accepted by both is used: no ``INSERT ... AS new`` row
 alias, no ``RETURNING``, no ``CREATE ... IF NOT EXISTS`` on indexes):
@@ -185,6 +190,8 @@ class WriteResult:
     duration_s: float
     retries: int = 0
     columns_added: list[str] = field(default_factory=list)
+    frame: pd.DataFrame | None = field(default=None, repr=False)
+    """The coerced rows that were written (what a read of them gives back)."""
 
 
 # =============================================================================================
@@ -793,6 +800,7 @@ def write_table(
         duration_s=time.perf_counter() - started,
         retries=attempt - 1,
         columns_added=added,
+        frame=coerced,
     )
 
 
@@ -872,6 +880,45 @@ def read_table(
 # =============================================================================================
 
 
+class RunFrameCache:
+    """The frames a process wrote, per run, so the same run's downstream steps need not read them
+    back. Only whole partitions are kept (never a scoped replace), only for the last ``max_runs``
+    runs, and every hit is a copy (a step cannot change what the next one reads)."""
+
+    def __init__(self, max_runs: int = 2) -> None:
+        self._max_runs = max_runs
+        self._runs: dict[str, dict[tuple[str, tuple[str, ...]], pd.DataFrame]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, run_id: str, table: str, keys: Sequence[str], frame: pd.DataFrame) -> None:
+        with self._lock:
+            frames = self._runs.pop(run_id, {})
+            frames[(table, tuple(sorted(keys)))] = frame
+            self._runs[run_id] = frames  # most recent last
+            while len(self._runs) > self._max_runs:
+                self._runs.pop(next(iter(self._runs)))
+
+    def get(self, run_id: str, table: str, keys: Sequence[str]) -> pd.DataFrame | None:
+        with self._lock:
+            frame = self._runs.get(run_id, {}).get((table, tuple(sorted(keys))))
+        return None if frame is None else frame.copy()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs.clear()
+
+
+RUN_FRAMES = RunFrameCache()
+"""Shared by every WarehouseIOManager of the process (Dagster may copy the resource object)."""
+
+
+def _run_id(context: dg.InputContext) -> str | None:
+    try:
+        return context.step_context.run_id
+    except dg.DagsterInvariantViolationError:  # a context built outside a run (tests)
+        return None
+
+
 class WarehouseIOManager(dg.ConfigurableIOManager):
     """Stores DataFrames in the declared warehouse tables (see the module docstring)."""
 
@@ -887,6 +934,11 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         "table serialize anyway and LOAD DATA's AUTO-INC lock makes them deadlock-prone",
     )
     write_lock_timeout: int = Field(default=900, description="Seconds to wait for that lock")
+    reuse_written: bool = Field(
+        default=True,
+        description="Serve a partition written earlier in the same run from memory (the exact "
+        "rows committed) instead of reading it back",
+    )
     insert_batch_rows: int = Field(default=10_000, description="Rows per executemany call")
     load_data_chunk_rows: int = Field(default=20_000, description="Rows per LOAD DATA file")
     lock_wait_timeout: int = Field(default=50, description="innodb_lock_wait_timeout (s)")
@@ -943,6 +995,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             f"wrote {result.rows_written} rows to {result.qualified_name} via {result.method} "
             f"in {result.duration_s:.2f}s"
         )
+        if keys is not None and not scope and result.frame is not None and self.reuse_written:
+            RUN_FRAMES.put(context.run_id, spec.name, keys, result.frame)
         context.add_output_metadata(
             {
                 "dagster/row_count": dg.MetadataValue.int(result.table_row_count),
@@ -966,6 +1020,11 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             keys = list(context.asset_partition_keys)
             # every registered partition (e.g. an unpartitioned downstream): plain SELECT
+            run_id = _run_id(context) if self.reuse_written else None
+            written = RUN_FRAMES.get(run_id, spec.name, keys) if run_id else None
+            if written is not None:
+                _default_log.debug(f"{spec.name}: {len(written)} rows written by this run")
+                return written
             if _covers_all(context, keys):
                 keys = None
         frame = read_table(self.engine(), spec, keys)

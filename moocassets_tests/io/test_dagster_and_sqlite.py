@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from dagster import AssetExecutionContext
 
 from moocassets.io import WarehouseIOManager, WarehouseResource, make_engine
+from moocassets.io.mysql_io_manager import RunFrameCache
 from moocassets.partitions import course_partitions
 from moocassets.schema import table_spec
 from moocassets_tests.io.helpers import COURSES, NASTY_COURSE, h5p_frame, sort_rows
@@ -103,6 +104,62 @@ def test_materialize_partitions_range_and_full_load(
     meta = _metadata(instance, ["warehouse", "h5p_scores_summary"])
     assert meta["load_method"].value == "load_data+rename"
     assert meta["dagster/row_count"].value == 8
+
+
+@dg.asset(key=["warehouse", "h5p_copy"], partitions_def=course_partitions,
+          io_manager_key="mem", ins={"scores": dg.AssetIn(key=["warehouse", "h5p_scores"])})
+def h5p_copy(scores: pd.DataFrame) -> pd.DataFrame:
+    return scores
+
+
+@pytest.mark.mysql
+def test_a_run_reads_what_it_wrote_from_memory_and_it_equals_a_read(
+    mysql_database_url: str, instance: dg.DagsterInstance
+) -> None:
+    @dg.asset(key=["warehouse", "h5p_scores"], partitions_def=course_partitions,
+              io_manager_key="warehouse")
+    def subsecond(context: AssetExecutionContext) -> pd.DataFrame:
+        frame = h5p_frame(context.partition_key, learners=4)
+        frame["opened_at"] += pd.Timedelta(milliseconds=730)  # DATETIME keeps whole seconds
+        return frame
+
+    io = WarehouseIOManager(database_url=mysql_database_url)
+    resources = {"warehouse": io, "mem": dg.InMemoryIOManager()}
+    statements = _statements(make_engine(mysql_database_url))
+    res = dg.materialize([subsecond, h5p_copy], instance=instance, partition_key=NASTY_COURSE,
+                         resources=resources)
+    assert res.success
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT `USER_ID`")]
+    assert reads == []  # the downstream step got the written rows without reading them back
+    in_run = res.output_for_node("warehouse__h5p_copy")
+    stored = WarehouseResource(database_url=mysql_database_url).read_table(
+        "h5p_scores", [NASTY_COURSE])
+    pd.testing.assert_frame_equal(sort_rows(in_run, "h5p_scores"),
+                                  sort_rows(stored, "h5p_scores"))
+    # a run that only reads (the upstream is not written in it) reads MySQL, same rows
+    statements.clear()
+    res = dg.materialize([h5p_scores, h5p_copy], instance=instance, partition_key=NASTY_COURSE,
+                         resources=resources, selection=[h5p_copy])
+    assert res.success
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT `USER_ID`")]
+    assert len(reads) == 1
+    pd.testing.assert_frame_equal(sort_rows(res.output_for_node("warehouse__h5p_copy"),
+                                            "h5p_scores"), sort_rows(stored, "h5p_scores"))
+
+
+def test_run_frame_cache_keeps_the_last_runs_and_hands_out_copies() -> None:
+    cache = RunFrameCache(max_runs=2)
+    frame = pd.DataFrame({"course_id": ["c"], "user_id": [1]})
+    cache.put("r1", "t", ["c"], frame)
+    got = cache.get("r1", "t", ["c"])
+    assert got is not None and got is not frame
+    got.loc[0, "user_id"] = 99  # a step changing its input does not change the next one's
+    assert cache.get("r1", "t", ["c"]).loc[0, "user_id"] == 1  # type: ignore[union-attr]
+    assert cache.get("r1", "t", ["d"]) is None and cache.get("r2", "t", ["c"]) is None
+    cache.put("r2", "t", ["c"], frame)
+    cache.put("r3", "t", ["c"], frame)
+    assert cache.get("r1", "t", ["c"]) is None  # only the last two runs are kept
+    assert cache.get("r3", "t", ["c"]) is not None
 
 
 @pytest.mark.mysql

@@ -191,7 +191,8 @@ def test_enrollment_full_item() -> None:
 @pytest.mark.parametrize(
     ("item", "user_id", "created"),
     [
-        ({"id": 7, "created": "2025-09-02T08:00:00.123Z"}, 7, "2025-09-02 08:00:00.123"),
+        # whole seconds, as the DATETIME column stores them
+        ({"id": 7, "created": "2025-09-02T08:00:00.123Z"}, 7, "2025-09-02 08:00:00"),
         ({"id": "8", "created": "2025-09-02T08:00:00"}, 8, "2025-09-02 08:00"),
         ({"user_id": " 9 ", "id": 999, "created": None}, 9, None),
         ({"user_id": 10.0, "mode": "Verified"}, 10, None),
