@@ -28,7 +28,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from moocassets.schema import TableSpec
+from moocassets.schema import Column, TableSpec
 from moocassets.transforms import summaries
 
 SAMPLE = 5
@@ -143,15 +143,24 @@ def evaluate_learners_enrolled(
     )
 
 
-def _differs(a: Any, b: Any, tolerance: float) -> bool:
-    a, b = _plain(a), _plain(b)
-    if a is None or b is None:
-        return (a is None) != (b is None)
-    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
-        return abs(float(a) - float(b)) > tolerance
-    if isinstance(a, pd.Timestamp) or isinstance(b, pd.Timestamp):
-        return abs((pd.Timestamp(a) - pd.Timestamp(b)).total_seconds()) >= 1.0
-    return bool(a != b)
+def column_mismatches(a: pd.Series, b: pd.Series, col: Column) -> pd.Series:
+    """Per row: does stored ``a`` differ from recomputed ``b`` (same index), vectorized?
+
+    NULL equals only NULL; decimals within half a unit of their scale; datetimes within 1 s."""
+    na_a, na_b = a.isna(), b.isna()
+    both = ~na_a & ~na_b
+    if col.kind in ("int", "bigint", "decimal", "bool"):
+        x = pd.to_numeric(a.astype(object).where(both), errors="coerce").astype("float64")
+        y = pd.to_numeric(b.astype(object).where(both), errors="coerce").astype("float64")
+        tol = 0.5 * 10 ** -(col.scale or 0) + 1e-9 if col.kind == "decimal" else 1e-9
+        differs = (x - y).abs() > tol
+    elif col.kind == "datetime":
+        x = pd.to_datetime(a.where(both), utc=True)
+        y = pd.to_datetime(b.where(both), utc=True)
+        differs = (x - y).abs() >= pd.Timedelta(seconds=1)
+    else:
+        differs = a.astype(object).where(both) != b.astype(object).where(both)
+    return (na_a != na_b) | (both & differs.fillna(False).astype(bool))
 
 
 def evaluate_summary(
@@ -168,21 +177,23 @@ def evaluate_summary(
     if len(extra):
         problems.append(f"{len(extra)} learner(s) without detail rows, e.g. {list(extra[:SAMPLE])}")
     both = left.index.intersection(right.index)
+    left, right = left.loc[both], right.loc[both]
     mismatched: dict[str, int] = {}
     for col in summary_spec.columns:
         if col.name in key:
             continue
-        tol = 0.5 * 10 ** -(col.scale or 0) + 1e-9 if col.kind == "decimal" else 1e-9
-        bad = [
-            k for k in both if _differs(left.at[k, col.name], right.at[k, col.name], tol)
-        ]
-        if bad:
-            mismatched[col.name] = len(bad)
+        bad = column_mismatches(left[col.name], right[col.name], col)
+        if bad.any():
+            keys = list(bad[bad].index)
+            mismatched[col.name] = len(keys)
             sample = [
-                f"{k}: stored {_plain(left.at[k, col.name])!r} != {_plain(right.at[k, col.name])!r}"
-                for k in bad[:SAMPLE]
+                f"{k}: stored {_plain(left.at[k, col.name])!r} != "
+                f"{_plain(right.at[k, col.name])!r}"
+                for k in keys[:SAMPLE]
             ]
-            problems.append(f"column {col.name}: {len(bad)} mismatch(es), e.g. {'; '.join(sample)}")
+            problems.append(
+                f"column {col.name}: {len(keys)} mismatch(es), e.g. {'; '.join(sample)}"
+            )
     if not problems:
         return Outcome(True, f"{summary_spec.name} equals the aggregate of its detail table",
                        {"learners": len(both)})

@@ -15,6 +15,7 @@ from moocassets.checks import (
     SUMMARY_OF,
     Outcome,
     check_specs,
+    column_mismatches,
     evaluate_dropout_varies,
     evaluate_table,
     evaluate_unique_key,
@@ -239,3 +240,17 @@ def test_failed_blocking_check_writes_nothing_and_stops_downstream(
     assert "h5p_scores" not in materialized and "h5p_scores_summary" not in materialized
     after = WarehouseResource(database_url=mysql_database_url).read_table("h5p_scores")
     pd.testing.assert_frame_equal(after, stored)  # the previous rows are intact
+
+
+def test_summary_comparison_tolerances_and_nulls() -> None:
+    dec = schema.H5P_SCORES_SUMMARY.column("total_time_spent")  # DECIMAL(14, 2)
+    got = column_mismatches(
+        pd.Series([1.004, None, 2.0, None]), pd.Series([1.0, None, None, 3.0]), dec)
+    assert got.tolist() == [False, False, True, True]  # within half a cent; NULL only = NULL
+    when = schema.H5P_SCORES_SUMMARY.column("last_activity_at")
+    a = pd.Series(pd.to_datetime([T, T + timedelta(seconds=2)], utc=True))
+    b = pd.Series(pd.to_datetime([T + timedelta(milliseconds=500), T], utc=True))
+    assert column_mismatches(a, b, when).tolist() == [False, True]
+    name = schema.ENROLLMENTS.column("username")
+    assert column_mismatches(pd.Series(["x", None]), pd.Series(["x", "y"]), name).tolist() == [
+        False, True]

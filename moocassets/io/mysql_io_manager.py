@@ -991,7 +991,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             self.engine(), spec, obj, keys, self.options, context.log, self._write_hook,
             replace_scope=scope,
         )
-        context.log.info(
+        # the materialization's metadata says the same: a module logger, not a run event
+        _default_log.info(
             f"wrote {result.rows_written} rows to {result.qualified_name} via {result.method} "
             f"in {result.duration_s:.2f}s"
         )

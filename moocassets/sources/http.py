@@ -663,21 +663,22 @@ def _snippet(text: str, limit: int = 200) -> str:
 
 
 class Progress:
-    """Logs ``done/total`` every 10 % or every ``interval_s`` seconds, whichever comes first."""
+    """Logs ``done/total`` every ``interval_s`` seconds and once at the end.
+
+    Each line is a run event (a row in Dagster's event log): time-based, so a fan-out of a few
+    seconds costs one line and a long one shows steady progress in the UI."""
 
     def __init__(self, log: SafeLog, label: str, total: int, interval_s: float) -> None:
         self.log, self.label, self.total, self.interval_s = log, label, total, interval_s
         self.done = 0
-        self._next_pct = 10
         self._last = time.monotonic()
 
     def tick(self, stats: FetchStats, limiter: AdaptiveLimiter) -> None:
         self.done += 1
-        pct = 100 * self.done // max(1, self.total)
         now = time.monotonic()
-        if pct >= self._next_pct or now - self._last >= self.interval_s:
-            self._next_pct = (pct // 10 + 1) * 10
+        if self.done >= self.total or now - self._last >= self.interval_s:
             self._last = now
+            pct = 100 * self.done // max(1, self.total)
             self.log.info(
                 f"{self.label}: {self.done}/{self.total} learners ({pct}%), "
                 f"{stats.requests} requests, {stats.retries} retries, {stats.throttled} throttled, "

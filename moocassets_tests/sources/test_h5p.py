@@ -232,5 +232,10 @@ def test_fan_out_logs_progress(caplog: pytest.LogCaptureFixture) -> None:
 
     h5p(handler).scores(COURSE, list(range(50)))
     lines = [r.getMessage() for r in caplog.records if "H5P H1 course" in r.getMessage()]
-    assert 5 <= len(lines) <= 12  # about every 10 %, not once per learner
+    assert len(lines) == 1  # a fan-out shorter than the interval: one line, at the end
     assert "50/50 learners (100%)" in lines[-1]
+
+    caplog.clear()
+    h5p(handler, progress_log_seconds=0.0).scores(COURSE, list(range(50)))
+    lines = [r.getMessage() for r in caplog.records if "H5P H1 course" in r.getMessage()]
+    assert len(lines) == 50 and "25/50 learners (50%)" in lines[24]  # every interval
