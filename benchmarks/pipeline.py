@@ -8,12 +8,13 @@ One run, on this machine:
    pipeline's GIL) on a loopback port: ``--courses`` x ``--learners`` (10 x 1,000; ``--quick``:
    3 x 200) with ``--latency-ms`` (20) on every call.
 2. **moocassets**: a full backfill of every asset for every course the way ``make demo`` drives it
-   (one ``execute_in_process`` run of the implicit asset job per course partition, SQLite
-   ``DAGSTER_HOME`` in a temp dir) into a fresh MariaDB database, in a child process so its peak
-   RSS is its own. Repeated at 1, 3 and all courses (each in a fresh database) to fit time vs
-   courses. Wall time, peak RSS, requests (the simulator's ``/__sim__/stats``), rows per table,
-   and per run a split of the wall time from Dagster's event log: outside steps, HTTP (the
-   extracts' ``duration_s``), MySQL writes (the IO manager's ``write_duration_s``), the rest.
+   (one ``execute_in_process`` run of the ``course_refresh`` job -- every course-partitioned asset
+   -- per course partition, ``DAGSTER_HOME`` in a temp dir) into a fresh MariaDB database, in a
+   child process so its peak RSS is its own. Repeated at 1, 3 and all courses (each in a fresh
+   database) to fit time vs courses. Wall time, peak RSS, requests (the simulator's
+   ``/__sim__/stats``), rows per table, and per run a split of the wall time from Dagster's event
+   log: outside steps, HTTP (the extracts' ``duration_s``), MySQL writes (the IO manager's
+   ``write_duration_s``), the rest.
 3. **The original tool's strategy** on the same world, into its own database with the same ERD
    DDL: one shared ``requests.Session``; MOOC login, M1 pages, M2 and the M4/M5/M6 exports once per
    course, one after the other; then ``ThreadPoolExecutor(8)`` with H1, H2, H3 one after the other
@@ -67,6 +68,7 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 EMAIL = "bench@moocassets.local"
 ORIGINAL_THREADS = 8
 ENV_DB = "MOOCASSETS_DATABASE_URL"
+COURSE_JOB = "course_refresh"  # what `dagster job backfill` and the demo run per course
 ENV_PASSWORD = "MOOCASSETS_MOOC_PASSWORD"
 ENV_DEFS = "MOOCASSETS_BENCH_DEFS"  # module:attribute of the Definitions to benchmark
 ERD_TABLES = (
@@ -609,7 +611,8 @@ def defs_target() -> str:
 
 
 def project_worker(cfg: dict[str, Any]) -> dict[str, Any]:
-    """One ``execute_in_process`` run of the implicit asset job per course (as demo.py does)."""
+    """One ``execute_in_process`` run of the ``course_refresh`` job per course (as demo.py does):
+    every course-partitioned asset; the unpartitioned risk model retrains on its weekly cron."""
     t_import = time.perf_counter()
     import importlib
 
@@ -626,7 +629,7 @@ def project_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     new = [c for c in cfg["courses"] if c not in known]
     if new:
         instance.add_dynamic_partitions(COURSE_PARTITIONS_NAME, new)
-    job = defs.resolve_implicit_global_asset_job_def()
+    job = defs.resolve_job_def(COURSE_JOB)
     runs: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for course_id in cfg["courses"]:
@@ -978,7 +981,7 @@ def phase_daemon(root: str, password: str, dbs: Databases, tmp: Path, course_id:
         time.sleep(8)  # a user's daemon is already up; let it load the code location
         t0 = time.perf_counter()
         cli = subprocess.run(
-            [str(bin_dir / "dagster"), "job", "backfill", "-w", workspace, "-j", "__ASSET_JOB",
+            [str(bin_dir / "dagster"), "job", "backfill", "-w", workspace, "-j", COURSE_JOB,
              "--partitions", course_id, "--noprompt"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         t_cli = time.perf_counter() - t0
@@ -1181,7 +1184,8 @@ def _markdown(res: dict[str, Any], table_md: str, scaling_md: str) -> str:
         table_md,
         "",
         f"- moocassets: {p['courses']} `execute_in_process` runs (one per course) of the "
-        "implicit asset job; `wall` excludes the child's imports (see `process wall`).",
+        "`course_refresh` job (every course-partitioned asset; the risk model retrains on its "
+        "weekly cron); `wall` excludes the child's imports (see `process wall`).",
         "- original: " + (
             f"**measured on {o['courses_measured']} of {o['courses_total']} courses and "
             f"extrapolated linearly (x{o['extrapolation_factor']:.1f})**"

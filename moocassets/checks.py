@@ -295,12 +295,13 @@ def evaluate_table(
     frame: pd.DataFrame,
     *,
     enrolled: pd.DataFrame,
-    detail: pd.DataFrame | None = None,
+    aggregate: pd.DataFrame | None = None,
 ) -> dict[str, Outcome]:
     """Every check of ``spec`` (the names of :func:`check_specs`) on the frame to be written.
 
-    ``enrolled``: the ``enrollments`` rows of the same course(s); ``detail``: the detail table a
-    summary aggregates (required for the summaries).
+    ``enrolled``: the ``enrollments`` rows of the same course(s); ``aggregate``: for a summary,
+    ``SUMMARY_OF[name][1]`` of the detail rows the step read (``matches_detail`` then guards the
+    written frame against it, e.g. a rounding or type conversion that changed a value).
     """
     name = spec.name
     out = {
@@ -310,9 +311,9 @@ def evaluate_table(
     if name != "enrollments":
         out["learners_enrolled"] = evaluate_learners_enrolled(spec, frame, enrolled)
     if name in SUMMARY_OF:
-        if detail is None:
-            raise ValueError(f"{name}: the matches_detail check needs its detail table")
-        out["matches_detail"] = evaluate_summary(spec, frame, SUMMARY_OF[name][1](detail))
+        if aggregate is None:
+            raise ValueError(f"{name}: the matches_detail check needs the detail's aggregate")
+        out["matches_detail"] = evaluate_summary(spec, frame, aggregate)
     if name == "raw_data":
         out["one_row_per_enrolled_learner"] = evaluate_raw_data_rows(frame, enrolled)
         out["dropout_label_varies"] = evaluate_dropout_varies(frame)
@@ -342,7 +343,7 @@ def checked_output(
     frame: pd.DataFrame,
     *,
     enrolled: pd.DataFrame,
-    detail: pd.DataFrame | None = None,
+    aggregate: pd.DataFrame | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]:
     """The end of a warehouse asset's step: check ``frame``, then write it or fail.
@@ -351,7 +352,7 @@ def checked_output(
     evaluations. A blocking check fails: yields the evaluations and raises ``dg.Failure`` naming
     the table and what failed; no ``Output``, so the stored rows stay as they were.
     """
-    outcomes = evaluate_table(spec, frame, enrolled=enrolled, detail=detail)
+    outcomes = evaluate_table(spec, frame, enrolled=enrolled, aggregate=aggregate)
     failed = blocking_failures(outcomes)
     if failed:
         for check_name, outcome in outcomes.items():

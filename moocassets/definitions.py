@@ -9,7 +9,7 @@ from moocassets.assets.extract import EXTRACT_ASSETS
 from moocassets.assets.risk import RISK_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
 from moocassets.automation import automation_defs, settings_from_env, with_automation
-from moocassets.io import ModelStoreIOManager, WarehouseIOManager
+from moocassets.io import ExtractStoreIOManager, ModelStoreIOManager, WarehouseIOManager
 from moocassets.sources import H5PApiResource, MoocApiResource
 
 
@@ -27,7 +27,7 @@ def build_resources() -> dict[str, object]:
             base_url=settings.env_or_default(settings.H5P_API_URL, settings.DEFAULT_H5P_API_URL),
         ),
         "warehouse_io_manager": WarehouseIOManager(database_url=database_url),
-        "extract_io_manager": dg.FilesystemIOManager(),
+        "extract_io_manager": ExtractStoreIOManager(),
         "model_io_manager": ModelStoreIOManager(),
     }
 

@@ -279,6 +279,8 @@ class TableSpec:
 
 def _coerce_series(s: pd.Series, c: Column) -> pd.Series:
     if c.kind in ("int", "bigint"):
+        if s.dtype == "Int64":
+            return s
         if s.dtype == object:
             s = pd.to_numeric(s, errors="raise")
         if pd.api.types.is_float_dtype(s):
@@ -297,9 +299,13 @@ def _coerce_series(s: pd.Series, c: Column) -> pd.Series:
                 return None
             return v if isinstance(v, str) else str(v)
 
-        out = s.astype(object).map(_to_str)
+        obj = s if s.dtype == object else s.astype(object)
+        if pd.api.types.infer_dtype(obj, skipna=True) in ("string", "empty"):
+            out = obj.where(obj.notna(), None)  # already text: only the missing become None
+        else:
+            out = obj.map(_to_str)
         if c.kind == "varchar" and c.length is not None:
-            lens = out.dropna().map(len)
+            lens = out.dropna().str.len()
             if (lens > c.length).any():
                 raise SchemaError(
                     f"column {c.name}: value longer than VARCHAR({c.length}) "
@@ -307,6 +313,8 @@ def _coerce_series(s: pd.Series, c: Column) -> pd.Series:
                 )
         return out.astype(object)
     if c.kind == "bool":
+        if s.dtype == "boolean":
+            return s
         if s.dtype == object:
             s = s.map(lambda v: None if v is None or v is pd.NA else bool(v))
         return s.astype("boolean")

@@ -71,9 +71,12 @@ def _frames() -> dict[str, pd.DataFrame]:
 
 
 def _evaluate(table: str, frames: dict[str, pd.DataFrame]) -> dict[str, Outcome]:
-    detail = SUMMARY_OF[table][0] if table in SUMMARY_OF else None
+    aggregate = None
+    if table in SUMMARY_OF:  # what the summary asset passes: the aggregate of the detail it read
+        detail, summarize = SUMMARY_OF[table]
+        aggregate = summarize(frames[detail])
     return evaluate_table(schema.table_spec(table), frames[table], enrolled=frames["enrollments"],
-                          detail=frames[detail] if detail else None)
+                          aggregate=aggregate)
 
 
 # ---------------------------------------------------------------------------------- pure

@@ -22,7 +22,13 @@ import sqlalchemy as sa
 from moocassets.assets.extract import EXTRACT_ASSETS
 from moocassets.assets.risk import RISK_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
-from moocassets.io import ModelStoreIOManager, WarehouseIOManager, make_engine
+from moocassets.backfill import RANGE_END_TAG, RANGE_START_TAG
+from moocassets.io import (
+    ExtractStoreIOManager,
+    ModelStoreIOManager,
+    WarehouseIOManager,
+    make_engine,
+)
 from moocassets.schema import WAREHOUSE_TABLES, table_spec
 from moocassets.simulator import World, WorldConfig, create_app, serve_in_thread
 from moocassets.sources import H5PApiResource, MoocApiResource
@@ -69,7 +75,7 @@ def _resources(sim: Sim, database_url: str, tmp_path: Path) -> dict[str, object]
         ),
         "h5p": H5PApiResource(base_url=f"{sim.root}/wp-json/mooc/v1"),
         "warehouse_io_manager": WarehouseIOManager(database_url=database_url),
-        "extract_io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path / "extracts")),
+        "extract_io_manager": ExtractStoreIOManager(base_dir=str(tmp_path / "extracts")),
         "model_io_manager": ModelStoreIOManager(base_dir=str(tmp_path / "models")),
     }
 
@@ -239,6 +245,38 @@ def test_downstream_tables_rebuilt_from_mysql_equal_the_full_run(
         b = after.drop(columns=["id"]).sort_values(key).reset_index(drop=True)
         assert len(a) > 0, name
         pd.testing.assert_frame_equal(a, b)
+
+
+def test_one_ranged_run_over_every_course_gives_the_rows_of_per_course_runs(
+    sim: Sim, materialized: tuple[str, dg.DagsterInstance, Path], mysql_database_url: str,
+    tmp_path: Path,
+) -> None:
+    """The single-run backfill (moocassets.backfill) against the per-course runs of the module
+    fixture: same rows in every table, for every course."""
+    url, instance, _ = materialized
+    courses = instance.get_dynamic_partitions("course_id")
+    as_of = {"config": {"as_of": sim.world.now.isoformat()}}
+    result = dg.materialize(
+        [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets("dropout_risk_model"),
+        resources=_resources(sim, mysql_database_url, tmp_path), instance=instance,
+        tags={RANGE_START_TAG: courses[0], RANGE_END_TAG: courses[-1]},
+        run_config={"ops": {"raw_data": as_of, "raw_data_history": as_of}},
+    )
+    assert result.success
+    steps = {e.step_key for e in result.all_events if e.is_step_success}
+    assert "h5p_scores_extract" in steps and len(steps) == 19  # each step once, all courses
+    for spec in WAREHOUSE_TABLES:
+        key = list(spec.unique_key)
+        for course_id in courses:
+            per_course, ranged = (
+                _table(u, spec.name, course_id)
+                .drop(columns=["id", "fetched_at"], errors="ignore")
+                .sort_values(key).reset_index(drop=True)
+                for u in (url, mysql_database_url)
+            )
+            assert len(per_course) > 0 or spec.name == "mooc_discussions", (spec.name, course_id)
+            pd.testing.assert_frame_equal(per_course, ranged, obj=f"{spec.name} {course_id}")
 
 
 def test_removals_at_the_source_are_reflected(

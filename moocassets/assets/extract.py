@@ -2,8 +2,8 @@
 
 Each asset calls a source resource, normalizes the payload with a pure transform
 (:mod:`moocassets.transforms.payloads`), applies the reject threshold and returns a typed frame.
-Extract frames are kept by the ``extract_io_manager`` (pickles under Dagster's storage); the
-warehouse assets turn them into the ERD tables.
+Extract frames are kept by the ``extract_io_manager`` (one pickle per course under Dagster's
+storage, ``moocassets.io.extract_store``); the warehouse assets turn them into the ERD tables.
 """
 
 

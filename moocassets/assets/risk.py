@@ -12,7 +12,7 @@ reads the model. See docs/RISK.md.
   written, not the whole partition.
 * ``dropout_risk_model`` (unpartitioned, group ``risk``): trains on every ended course in the
   history (:func:`moocassets.transforms.risk.select_model`) and reports its quality on held-out
-  courses; pickled by the ``extract_io_manager`` (Dagster's FilesystemIOManager).
+  courses; pickled by the ``model_io_manager`` (``moocassets.io.model_store``).
 """
 
 

@@ -114,8 +114,10 @@ dashboard_summary = _detail_table(
     ),
 )
 def h5p_scores_summary(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Checked:
-    frame = schema.H5P_SCORES_SUMMARY.coerce_frame(summaries.h5p_summary(detail))
-    yield from checked_output(schema.H5P_SCORES_SUMMARY, frame, enrolled=enrolled, detail=detail)
+    aggregate = summaries.h5p_summary(detail)
+    frame = schema.H5P_SCORES_SUMMARY.coerce_frame(aggregate)
+    yield from checked_output(schema.H5P_SCORES_SUMMARY, frame, enrolled=enrolled,
+                              aggregate=aggregate)
 
 
 @dg.asset(
@@ -126,9 +128,10 @@ def h5p_scores_summary(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Checked:
     ),
 )
 def video_progress_summary(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Checked:
-    frame = schema.VIDEO_PROGRESS_SUMMARY.coerce_frame(summaries.video_summary(detail))
+    aggregate = summaries.video_summary(detail)
+    frame = schema.VIDEO_PROGRESS_SUMMARY.coerce_frame(aggregate)
     yield from checked_output(schema.VIDEO_PROGRESS_SUMMARY, frame, enrolled=enrolled,
-                              detail=detail)
+                              aggregate=aggregate)
 
 
 class RawDataConfig(dg.Config):

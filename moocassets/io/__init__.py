@@ -1,6 +1,7 @@
 """Warehouse I/O: the IO manager, the read resource and the shared engine factory."""
 
 from moocassets.io.engine import dispose_engines, ensure_database, make_engine, safe_url
+from moocassets.io.extract_store import ExtractStoreIOManager
 from moocassets.io.model_store import ModelStoreIOManager
 from moocassets.io.mysql_io_manager import (
     IncompatibleSchemaError,
@@ -18,6 +19,7 @@ from moocassets.io.mysql_io_manager import (
 from moocassets.io.warehouse import WarehouseResource
 
 __all__ = [
+    "ExtractStoreIOManager",
     "IncompatibleSchemaError",
     "ModelStoreIOManager",
     "StrayPartitionRowsError",

@@ -8,14 +8,13 @@ have to wait for every course's history before the first scores appear.
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import PrivateAttr
+
+from moocassets.io.files import read_pickle, write_pickle
 
 
 class ModelStoreIOManager(dg.ConfigurableIOManager):
@@ -37,15 +36,7 @@ class ModelStoreIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_pickle(path, obj)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> Any:
@@ -56,5 +47,4 @@ class ModelStoreIOManager(dg.ConfigurableIOManager):
                 f"({path} missing)"
             )
             return None
-        with path.open("rb") as fh:
-            return pickle.load(fh)  # our own artefact, written by handle_output above
+        return read_pickle(path)

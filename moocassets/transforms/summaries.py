@@ -22,10 +22,6 @@ __all__ = ["h5p_summary", "video_summary"]
 _KEY = ["user_id", "course_id"]
 
 
-def _sum(s: pd.Series) -> float:
-    return s.sum(min_count=1)
-
-
 def h5p_summary(h5p_scores: pd.DataFrame) -> pd.DataFrame:
     """``h5p_scores`` → ``h5p_scores_summary``, one row per (user_id, course_id) with rows.
 
@@ -45,14 +41,15 @@ def h5p_summary(h5p_scores: pd.DataFrame) -> pd.DataFrame:
         _latest=detail[["opened_at", "finished_at"]].max(axis=1, skipna=True),
     )
     grouped = detail.groupby(_KEY, sort=True, dropna=False)
-    out = grouped.agg(
-        total_contents=("content_id", "size"),
-        completed_contents=("_finished", "sum"),
-        total_score=("score", _sum),
-        total_max_score=("max_score", _sum),
-        total_time_spent=("time_spent", _sum),
-        last_activity_at=("_latest", "max"),
-    ).reset_index()
+    sums = grouped[["score", "max_score", "time_spent"]].sum(min_count=1)  # NULL if all NULL
+    out = pd.DataFrame({
+        "total_contents": grouped["content_id"].size(),
+        "completed_contents": grouped["_finished"].sum(),
+        "total_score": sums["score"],
+        "total_max_score": sums["max_score"],
+        "total_time_spent": sums["time_spent"],
+        "last_activity_at": grouped["_latest"].max(),
+    }).reset_index()
     score = out["total_score"].astype("Float64")
     max_score = out["total_max_score"].astype("Float64")
     pct = (score / max_score.where(max_score > 0) * 100.0).astype("float64")
@@ -84,12 +81,14 @@ def video_summary(video_progress: pd.DataFrame) -> pd.DataFrame:
         _in_progress=status.isin(["in_progress", "started"]).astype("int64"),
         _watched=watched,
     )
-    out = detail.groupby(_KEY, sort=True, dropna=False).agg(
-        total_videos=("content_id", "size"),
-        completed_videos=("_completed", "sum"),
-        in_progress_videos=("_in_progress", "sum"),
-        total_duration=("duration", _sum),
-        total_watched_time=("_watched", _sum),
-        average_progress=("progress_percent", "mean"),
-    ).reset_index()
+    grouped = detail.groupby(_KEY, sort=True, dropna=False)
+    sums = grouped[["duration", "_watched"]].sum(min_count=1)  # NULL if all NULL
+    out = pd.DataFrame({
+        "total_videos": grouped["content_id"].size(),
+        "completed_videos": grouped["_completed"].sum(),
+        "in_progress_videos": grouped["_in_progress"].sum(),
+        "total_duration": sums["duration"],
+        "total_watched_time": sums["_watched"],
+        "average_progress": grouped["progress_percent"].mean(),
+    }).reset_index()
     return VIDEO_PROGRESS_SUMMARY.coerce_frame(out)

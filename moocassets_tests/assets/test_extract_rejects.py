@@ -8,6 +8,7 @@ import dagster as dg
 import httpx
 
 from moocassets.assets.extract import mooc_grades_extract
+from moocassets.io import ExtractStoreIOManager
 from moocassets.sources import MoocApiResource
 
 COURSE = "course-v1:UEL+NLTT241225+2025_12"
@@ -35,7 +36,7 @@ def _run(rows: list[dict[str, object]], tmp_path: Path, share: float | None = No
             raise_on_error=False,
             resources={
                 "mooc": _mooc(rows),
-                "extract_io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path)),
+                "extract_io_manager": ExtractStoreIOManager(base_dir=str(tmp_path)),
             },
         )
 

@@ -19,7 +19,13 @@ import sqlalchemy as sa
 from moocassets.assets.extract import EXTRACT_ASSETS
 from moocassets.assets.risk import RAW_DATA_HISTORY, RISK_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
-from moocassets.io import ModelStoreIOManager, WarehouseIOManager, make_engine, write_table
+from moocassets.io import (
+    ExtractStoreIOManager,
+    ModelStoreIOManager,
+    WarehouseIOManager,
+    make_engine,
+    write_table,
+)
 from moocassets.simulator import World, WorldConfig, create_app, serve_in_thread
 from moocassets.sources import H5PApiResource, MoocApiResource
 from moocassets.transforms import risk
@@ -52,7 +58,7 @@ def _resources(sim: Sim, url: str, tmp: Path) -> dict[str, Any]:
                                 password=sim.password),
         "h5p": H5PApiResource(base_url=f"{sim.root}/wp-json/mooc/v1"),
         "warehouse_io_manager": WarehouseIOManager(database_url=url),
-        "extract_io_manager": dg.FilesystemIOManager(base_dir=str(tmp / "files")),
+        "extract_io_manager": ExtractStoreIOManager(base_dir=str(tmp / "files")),
         "model_io_manager": ModelStoreIOManager(base_dir=str(tmp / "models")),
     }
 

@@ -1,0 +1,128 @@
+"""Backfill the course partitions of ``course_refresh`` here: one ranged run, or one per course.
+
+    python -m moocassets.backfill --all                  # every registered course, ONE run
+    python -m moocassets.backfill --courses K1,K2        # those courses (contiguous ranges)
+    python -m moocassets.backfill --all --per-course     # one run per course
+
+**One ranged run** (the default) is the fast route for a first load or a full refresh: every step
+runs once for all courses, so Dagster's per-step and per-run costs (step start-up, inputs, events,
+the MOOC login, the H5P fan-out's ramp-up) are paid once instead of once per course
+(``benchmarks/pipeline.py`` measures both). Its trade-off is failure isolation: a step that fails
+for one course (a source down, a blocking check) fails for every course of the run, and nothing of
+that step is written (each table keeps its previous rows). The automation refreshes and retries
+course by course (one run per course partition), so a failed course is retried on its own.
+
+The runs go into the Dagster instance of ``DAGSTER_HOME`` (visible in the UI) and use the resources
+of ``moocassets.definitions`` (the environment, README "Configuration"). Courses must be registered
+partitions (``course_discovery_sensor`` or ``make demo`` registers them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+COURSE_JOB = "course_refresh"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def contiguous_ranges(selected: Sequence[str], registered: Sequence[str]) -> list[list[str]]:
+    """``selected`` courses grouped into runs of consecutive registered partitions.
+
+    A partition range covers every registered key between its ends, so a subset that skips a
+    course needs one range per contiguous stretch. Unknown courses raise ``KeyError``."""
+    position = {key: i for i, key in enumerate(registered)}
+    unknown = [c for c in selected if c not in position]
+    if unknown:
+        raise KeyError(f"not registered course partition(s): {unknown[:5]}")
+    ordered = sorted(dict.fromkeys(selected), key=position.__getitem__)
+    ranges: list[list[str]] = []
+    for course in ordered:
+        if ranges and position[course] == position[ranges[-1][-1]] + 1:
+            ranges[-1].append(course)
+        else:
+            ranges.append([course])
+    return ranges
+
+
+def run_backfill(
+    instance: dg.DagsterInstance,
+    course_ids: Sequence[str],
+    *,
+    single_run: bool = True,
+    tags: Mapping[str, str] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+) -> list[dg.ExecuteInProcessResult]:
+    """Materialize every course-partitioned asset of ``course_ids``; returns the run results."""
+    from moocassets.definitions import defs
+    from moocassets.partitions import COURSE_PARTITIONS_NAME
+
+    job = defs.resolve_job_def(COURSE_JOB)
+    registered = instance.get_dynamic_partitions(COURSE_PARTITIONS_NAME)
+    groups = (
+        contiguous_ranges(course_ids, registered) if single_run
+        else [[c] for c in dict.fromkeys(course_ids)]
+    )
+    results = []
+    for group in groups:
+        run_tags = dict(tags or {})
+        kwargs: dict[str, Any] = {}
+        if len(group) == 1:
+            kwargs["partition_key"] = group[0]
+        else:
+            run_tags.update({RANGE_START_TAG: group[0], RANGE_END_TAG: group[-1]})
+        results.append(job.execute_in_process(
+            instance=instance, raise_on_error=False, tags=run_tags,
+            run_config=dict(run_config or {}), **kwargs,
+        ))
+    return results
+
+
+def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
+    return [e.step_key or "?" for e in result.all_events if e.is_step_failure]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m moocassets.backfill", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every registered course partition")
+    which.add_argument("--courses", help="comma-separated course ids (registered partitions)")
+    ap.add_argument("--per-course", action="store_true", help="one run per course")
+    args = ap.parse_args(argv)
+
+    import dagster as dg
+
+    from moocassets.partitions import COURSE_PARTITIONS_NAME
+
+    instance = dg.DagsterInstance.get()
+    registered = instance.get_dynamic_partitions(COURSE_PARTITIONS_NAME)
+    courses = list(registered) if args.all else [c for c in args.courses.split(",") if c]
+    if not courses:
+        print("no course partitions to backfill (none registered yet)", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    try:
+        results = run_backfill(instance, courses, single_run=not args.per_course,
+                               tags={"moocassets/source": "backfill"}, run_config=quiet)
+    except KeyError as exc:
+        print(f"backfill: {exc.args[0]}", file=sys.stderr)
+        return 2
+    failed = [(r.run_id, failed_steps(r)) for r in results if not r.success]
+    print(f"backfill: {len(courses)} course(s) in {len(results)} run(s), "
+          f"{time.monotonic() - started:.1f} s; {len(failed)} failed run(s)")
+    for run_id, steps in failed:
+        print(f"  run {run_id} failed at {steps} (see the UI)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""The extract store: one file per (asset, course), ranged outputs split, removals reflected.
+
+(No ``from __future__ import annotations``: Dagster checks the ``context`` annotation.)
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from moocassets.io import ExtractStoreIOManager
+from moocassets.partitions import course_partitions
+
+NASTY = "course-v1:O'Reilly+CS:101/2025_T1"
+PLAIN = "course-v1:Uni+A+2025"
+STORE: list[Path] = []
+
+
+def _frame(course: str, users: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"course_id": [course] * len(users), "user_id": users})
+
+
+@dg.asset(partitions_def=course_partitions, io_manager_key="extracts")
+def some_extract(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    frames = {PLAIN: _frame(PLAIN, [1, 2]), NASTY: _frame(NASTY, [3])}
+    if context.run.tags.get("empty") == "yes":
+        return _frame(PLAIN, [])
+    return pd.concat([frames[k] for k in context.partition_keys], ignore_index=True)
+
+
+@dg.asset(partitions_def=course_partitions, io_manager_key="extracts",
+          ins={"upstream": dg.AssetIn("some_extract")})
+def reader(upstream: pd.DataFrame) -> pd.DataFrame:
+    return upstream
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        inst.add_dynamic_partitions(course_partitions.name, [PLAIN, NASTY])
+        yield inst
+
+
+def _run(instance: dg.DagsterInstance, tmp_path: Path, selection: list[dg.AssetsDefinition],
+         **kw: object) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [some_extract, reader], selection=selection, instance=instance,
+        resources={"extracts": ExtractStoreIOManager(base_dir=str(tmp_path))}, **kw)  # type: ignore[arg-type]
+
+
+def test_a_ranged_output_is_split_per_course_and_read_back_per_course(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    res = _run(instance, tmp_path, [some_extract], tags={
+        "dagster/asset_partition_range_start": PLAIN,
+        "dagster/asset_partition_range_end": NASTY})
+    assert res.success
+    files = sorted(p.name for p in (tmp_path / "some_extract").iterdir())
+    assert len(files) == 2 and all("/" not in f for f in files)  # ids quoted into file names
+    # a later per-course run reads exactly its course's rows
+    res = _run(instance, tmp_path, [reader], partition_key=NASTY)
+    assert res.success
+    assert res.output_for_node("reader")["user_id"].tolist() == [3]
+
+
+def test_a_course_without_rows_replaces_what_was_stored(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    assert _run(instance, tmp_path, [some_extract], partition_key=PLAIN).success
+    assert _run(instance, tmp_path, [some_extract], partition_key=PLAIN,
+                tags={"empty": "yes"}).success
+    res = _run(instance, tmp_path, [reader], partition_key=PLAIN)
+    got = res.output_for_node("reader")
+    assert len(got) == 0 and list(got.columns) == ["course_id", "user_id"]
+
+
+def test_rows_of_another_course_fail_and_a_missing_course_is_named(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    res = _run(instance, tmp_path, [reader], partition_key=PLAIN, raise_on_error=False)
+    assert not res.success
+    failure = next(e for e in res.all_events if e.is_step_failure)
+    assert "some_extract" in str(failure.step_failure_data.error) and PLAIN in str(
+        failure.step_failure_data.error)
+
+    @dg.asset(name="some_extract", partitions_def=course_partitions, io_manager_key="extracts")
+    def wrong_course() -> pd.DataFrame:
+        return _frame(NASTY, [9])
+
+    res = dg.materialize([wrong_course], partition_key=PLAIN, instance=instance,
+                         resources={"extracts": ExtractStoreIOManager(base_dir=str(tmp_path))},
+                         raise_on_error=False)
+    assert not res.success
+    failure = next(e for e in res.all_events if e.is_step_failure)
+    assert NASTY in str(failure.step_failure_data.error)
