@@ -1,6 +1,7 @@
 """Backfill the course partitions of ``course_refresh`` here: one ranged run, or one per course.
 
     python -m moocassets.backfill --all                  # every registered course, ONE run
+                                                         # (runs of at most 25 courses)
     python -m moocassets.backfill --courses K1,K2        # those courses (contiguous ranges)
     python -m moocassets.backfill --all --per-course     # one run per course
 
@@ -31,13 +32,21 @@ if TYPE_CHECKING:
 COURSE_JOB = "course_refresh"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+MAX_COURSES_PER_RUN = 25
+"""A ranged run holds every course's frames at once (about 45 MiB per 1,000-learner course on top
+of ~200 MiB, measured in benchmarks/pipeline.py), so long lists are split into runs this long."""
 
 
-def contiguous_ranges(selected: Sequence[str], registered: Sequence[str]) -> list[list[str]]:
-    """``selected`` courses grouped into runs of consecutive registered partitions.
+def contiguous_ranges(
+    selected: Sequence[str], registered: Sequence[str], max_len: int | None = None
+) -> list[list[str]]:
+    """``selected`` courses grouped into runs of consecutive registered partitions, each at most
+    ``max_len`` long.
 
     A partition range covers every registered key between its ends, so a subset that skips a
     course needs one range per contiguous stretch. Unknown courses raise ``KeyError``."""
+    if max_len is not None and max_len < 1:
+        raise ValueError("max_len must be at least 1")
     position = {key: i for i, key in enumerate(registered)}
     unknown = [c for c in selected if c not in position]
     if unknown:
@@ -45,7 +54,11 @@ def contiguous_ranges(selected: Sequence[str], registered: Sequence[str]) -> lis
     ordered = sorted(dict.fromkeys(selected), key=position.__getitem__)
     ranges: list[list[str]] = []
     for course in ordered:
-        if ranges and position[course] == position[ranges[-1][-1]] + 1:
+        if (
+            ranges
+            and position[course] == position[ranges[-1][-1]] + 1
+            and (max_len is None or len(ranges[-1]) < max_len)
+        ):
             ranges[-1].append(course)
         else:
             ranges.append([course])
@@ -57,6 +70,7 @@ def run_backfill(
     course_ids: Sequence[str],
     *,
     single_run: bool = True,
+    max_courses_per_run: int | None = MAX_COURSES_PER_RUN,
     tags: Mapping[str, str] | None = None,
     run_config: Mapping[str, Any] | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
@@ -67,7 +81,7 @@ def run_backfill(
     job = defs.resolve_job_def(COURSE_JOB)
     registered = instance.get_dynamic_partitions(COURSE_PARTITIONS_NAME)
     groups = (
-        contiguous_ranges(course_ids, registered) if single_run
+        contiguous_ranges(course_ids, registered, max_courses_per_run) if single_run
         else [[c] for c in dict.fromkeys(course_ids)]
     )
     results = []
@@ -96,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--all", action="store_true", help="every registered course partition")
     which.add_argument("--courses", help="comma-separated course ids (registered partitions)")
     ap.add_argument("--per-course", action="store_true", help="one run per course")
+    ap.add_argument("--max-courses-per-run", type=int, default=MAX_COURSES_PER_RUN,
+                    help="split longer ranges into several runs (memory bound; default "
+                    f"{MAX_COURSES_PER_RUN})")
     args = ap.parse_args(argv)
 
     import dagster as dg
@@ -112,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     try:
         results = run_backfill(instance, courses, single_run=not args.per_course,
+                               max_courses_per_run=args.max_courses_per_run,
                                tags={"moocassets/source": "backfill"}, run_config=quiet)
     except KeyError as exc:
         print(f"backfill: {exc.args[0]}", file=sys.stderr)

@@ -17,6 +17,8 @@ def test_contiguous_courses_make_one_range_and_gaps_split_it() -> None:
     assert contiguous_ranges(REGISTERED, REGISTERED) == [REGISTERED]
     assert contiguous_ranges(["c4", "c2", "c1"], REGISTERED) == [["c1", "c2"], ["c4"]]
     assert contiguous_ranges(["c3", "c3"], REGISTERED) == [["c3"]]  # duplicates once
+    assert contiguous_ranges(REGISTERED, REGISTERED, max_len=2) == [
+        ["c1", "c2"], ["c3", "c4"], ["c5"]]  # bounded memory per run
 
 
 def test_unknown_course_is_named() -> None:

@@ -127,3 +127,10 @@ def test_original_strategy_fills_every_erd_table(
     # 1 SELECT of the learners + 10 queries per learner for raw_data, per pass
     assert tool.counters.commits == 2 * sum(rows.values())
     assert tool.counters.statements == tool.counters.commits + 2 * (1 + 9 * learners)
+
+
+def test_scaling_verdict_allows_a_fixed_cost_but_not_a_growing_marginal_cost() -> None:
+    linear, text = pipeline.scaling_verdict([1, 3, 10], [5 + 7 * x for x in (1, 3, 10)])
+    assert linear and text.startswith("linear: 7.00 s per extra course + 5.0 s per run")
+    linear, text = pipeline.scaling_verdict([1, 3, 10], [2 * x * x for x in (1, 3, 10)])
+    assert not linear and text.startswith("NOT linear")  # quadratic: marginal cost grows
