@@ -33,8 +33,8 @@ COURSE_JOB = "course_refresh"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 MAX_COURSES_PER_RUN = 25
-"""A ranged run holds every course's frames at once (about 45 MiB per 1,000-learner course on top
-of ~200 MiB, measured in benchmarks/pipeline.py), so long lists are split into runs this long."""
+"""A ranged run holds every course's frames at once (about 25 MiB per 1,000-learner course on top
+of ~230 MiB, measured in benchmarks/pipeline.py), so long lists are split into runs this long."""
 
 
 def contiguous_ranges(
