@@ -279,6 +279,30 @@ def test_one_ranged_run_over_every_course_gives_the_rows_of_per_course_runs(
             pd.testing.assert_frame_equal(per_course, ranged, obj=f"{spec.name} {course_id}")
 
 
+def test_raw_data_and_its_history_snapshot_share_one_as_of_per_run(
+    sim: Sim, materialized: tuple[str, dg.DagsterInstance, Path], mysql_database_url: str,
+    tmp_path: Path,
+) -> None:
+    """Without a configured as_of both are evaluated "now": the run computes the features once,
+    so the snapshot holds exactly the rows (and instant) that raw_data scored."""
+    _, instance, _ = materialized
+    course_id = TRICKY_COURSE
+    result = dg.materialize(
+        [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
+        selection=dg.AssetSelection.all() - dg.AssetSelection.assets("dropout_risk_model"),
+        resources=_resources(sim, mysql_database_url, tmp_path), partition_key=course_id,
+        instance=instance,
+    )
+    assert result.success
+    raw = _table(mysql_database_url, "raw_data", course_id).sort_values("user_id")
+    history = _table(mysql_database_url, "raw_data_history", course_id).sort_values("user_id")
+    assert len(raw) > 0 and raw["as_of"].nunique() == 1
+    assert history["as_of"].tolist() == raw["as_of"].tolist()
+    shared = [c for c in history.columns if c not in ("id", "as_of")]
+    pd.testing.assert_frame_equal(raw[shared].reset_index(drop=True),
+                                  history[shared].reset_index(drop=True))
+
+
 def test_removals_at_the_source_are_reflected(
     sim: Sim, materialized: tuple[str, dg.DagsterInstance, Path]
 ) -> None:

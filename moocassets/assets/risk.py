@@ -2,7 +2,9 @@
 
 Cycle-free: ``raw_data_history`` reads the same warehouse tables as ``raw_data`` (not
 ``raw_data`` itself), ``dropout_risk_model`` reads all of ``raw_data_history``, and ``raw_data``
-reads the model. See docs/RISK.md.
+reads the model. In a run that materializes both, the features are computed once and shared
+(``features_as_of``): the snapshot and ``raw_data`` have the same rows and ``as_of``. See
+docs/RISK.md.
 
 * ``raw_data_history`` (partitioned by course, group ``warehouse``): the feature + label rows as of
   ``as_of`` (run config, default now), stored in table ``raw_data_history`` with unique key

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from moocassets import schema
-from moocassets.assets.common import course_keys, split_by_course
+from moocassets.assets.common import RunMemo, course_keys, split_by_course
 from moocassets.checks import check_specs, checked_output
 from moocassets.partitions import course_partitions
 from moocassets.transforms import features, risk, summaries
@@ -275,18 +275,33 @@ def build_raw_data_for_courses(
     return schema.RAW_DATA.coerce_frame(pd.concat(frames, ignore_index=True))
 
 
+_FEATURES: RunMemo[tuple[pd.DataFrame, datetime]] = RunMemo()
+
+
 def features_as_of(
     context: dg.AssetExecutionContext, config: RawDataConfig, upstream: dict[str, pd.DataFrame]
 ) -> tuple[pd.DataFrame, datetime]:
-    """The feature and label rows of this step's courses as of the configured evaluation time."""
-    as_of = evaluation_time(config)
-    frame = build_raw_data_for_courses(
-        course_keys(context),
-        {name: upstream[name] for name in RAW_DATA_UPSTREAM},
-        as_of=as_of,
-        inactivity_days=config.dropout_inactivity_days,
-    )
-    return frame, as_of
+    """The feature and label rows of this step's courses as of the configured evaluation time
+    (default: when the run first computes them).
+
+    ``raw_data`` and ``raw_data_history`` read the same upstream partitions in a run, so the
+    first of them computes the rows and the other reuses them (a copy): one computation, and the
+    history snapshot carries exactly the ``as_of`` and features that ``raw_data`` scored."""
+    courses = course_keys(context)
+
+    def compute() -> tuple[pd.DataFrame, datetime]:
+        as_of = evaluation_time(config)
+        frame = build_raw_data_for_courses(
+            courses,
+            {name: upstream[name] for name in RAW_DATA_UPSTREAM},
+            as_of=as_of,
+            inactivity_days=config.dropout_inactivity_days,
+        )
+        return frame, as_of
+
+    key = (tuple(courses), config.as_of, config.dropout_inactivity_days)
+    frame, as_of = _FEATURES.get_or_compute(context.run.run_id, key, compute)
+    return frame.copy(), as_of
 
 
 _raw_kwargs = _warehouse_kwargs(
