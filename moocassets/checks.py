@@ -127,10 +127,10 @@ def evaluate_learners_enrolled(
     spec: TableSpec, frame: pd.DataFrame, enrolled: pd.DataFrame
 ) -> Outcome:
     pairs = ["course_id", "user_id"]
-    known = set(map(tuple, enrolled[pairs].dropna().astype({"user_id": "int64"}).values.tolist()))
-    keys = frame[pairs].dropna().astype({"user_id": "int64"})
-    mask = [tuple(r) not in known for r in keys.values.tolist()]
-    stray = keys[mask]
+    known = pd.MultiIndex.from_frame(
+        enrolled[pairs].dropna().astype({"course_id": object, "user_id": "int64"}))
+    keys = frame[pairs].dropna().astype({"course_id": object, "user_id": "int64"})
+    stray = keys[~pd.MultiIndex.from_frame(keys).isin(known)]
     if stray.empty:
         return Outcome(True, f"{spec.name}: every learner is enrolled",
                        {"learners": int(keys["user_id"].nunique())})

@@ -375,7 +375,14 @@ def select_model(
 # ---- scoring and reasons -----------------------------------------------------------------------
 
 
-def _reason_text(group: str, row: pd.Series) -> str | None:
+_REASON_COLUMNS = [
+    "days_since_last_activity", "weeks_since_enrollment", "pace_gap", "mooc_completion_rate",
+    "progress_percent", "h5p_completed_contents", "h5p_completion_rate", "h5p_overall_percentage",
+    "video_completed_videos", "video_total_videos", "discussion_total_interactions",
+]  # what _reason_text reads
+
+
+def _reason_text(group: str, row: Mapping[str, Any]) -> str | None:
     def val(col: str) -> float | None:
         v = row.get(col)
         if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
@@ -433,14 +440,17 @@ def risk_reasons(model: RiskModel, frame: pd.DataFrame, top: int = 3) -> list[st
     by_group = pd.DataFrame(
         {g: contrib[feats].sum(axis=1) for g, feats in groups.items()}, index=frame.index
     )
+    names = [str(g) for g in by_group.columns]
+    values = by_group.to_numpy(dtype="float64")
+    order = np.argsort(-values, axis=1, kind="stable")  # per row: largest contribution first
+    rows = frame.reindex(columns=_REASON_COLUMNS).to_dict("records")
     out: list[str] = []
-    for i, (_, row) in enumerate(frame.iterrows()):
-        ranked = by_group.iloc[i].sort_values(ascending=False)
+    for i, row in enumerate(rows):
         texts: list[str] = []
-        for g, v in ranked.items():
-            if v < REASON_MIN_LOGIT or len(texts) >= top:
+        for j in order[i]:
+            if values[i, j] < REASON_MIN_LOGIT or len(texts) >= top:
                 break
-            text = _reason_text(str(g), row)
+            text = _reason_text(names[j], row)
             if text:
                 texts.append(text)
         out.append("; ".join(texts))
