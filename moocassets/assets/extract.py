@@ -8,6 +8,7 @@ storage, ``moocassets.io.extract_store``); the warehouse assets turn them into t
 
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -230,13 +231,25 @@ def _h5p_extract(
         mooc_enrollments_extract: pd.DataFrame,
     ) -> pd.DataFrame:
         learners = split_by_course(mooc_enrollments_extract, course_keys(context))
-        parsed, stats = [], []
-        for course_id, enrolled in learners.items():
+
+        def fetch_course(course_id: str) -> Any:
+            enrolled = learners[course_id]
             user_ids = sorted(int(u) for u in enrolled["user_id"].dropna().unique())
             context.log.info(f"{endpoint}: {course_id}: fetching {len(user_ids)} learners")
-            fetched = fetch(h5p, course_id, user_ids, context.log)
-            stats.append(fetched.stats)
-            parsed.append(parse(course_id, fetched.data, _now()))
+            return fetch(h5p, course_id, user_ids, context.log)
+
+        parsed, stats = [], []
+        # Several courses (a ranged run): the next course's fan-out runs while this thread
+        # parses the previous one's answers, so parsing hides behind the network wait.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="h5p-prefetch") as prefetch:
+            courses = list(learners)
+            pending = [prefetch.submit(fetch_course, c) for c in courses[:1]]
+            for i, course_id in enumerate(courses):
+                fetched = pending.pop().result()
+                if i + 1 < len(courses):
+                    pending.append(prefetch.submit(fetch_course, courses[i + 1]))
+                stats.append(fetched.stats)
+                parsed.append(parse(course_id, fetched.data, _now()))
         return _finish(context, endpoint, parsed, _merge_stats(stats), config, spec)
 
     return _asset
