@@ -907,6 +907,34 @@ def phase_project(root: str, password: str, dbs: Databases, tmp: Path, courses: 
     return out
 
 
+def phase_bare_client(root: str, course_id: str, calls: int, concurrency: int,
+                      latency_s: float) -> dict[str, Any]:
+    """How close can ANY client get to the latency floor on this machine? ``calls`` H1 requests
+    with a bare ``httpcore`` pool (no retries, parsing or logging) at ``concurrency`` in flight."""
+    import asyncio
+
+    import httpcore
+
+    async def go() -> float:
+        sem = asyncio.Semaphore(concurrency)
+        async with httpcore.AsyncConnectionPool(max_connections=concurrency) as pool:
+            async def one(uid: int) -> None:
+                async with sem:
+                    await pool.request("GET", f"{root}/wp-json/mooc/v1/scores/{uid}/{course_id}")
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(uid) for uid in range(1, calls + 1)))
+            return time.perf_counter() - t0
+
+    wall = asyncio.run(go())
+    floor_s = calls * latency_s / concurrency
+    out = {"calls": calls, "concurrency": concurrency, "wall_s": wall, "floor_s": floor_s,
+           "over_floor": wall / floor_s, "answer_ms": 1000 * wall * concurrency / calls}
+    _log(f"bare client: {calls} H1 calls at {concurrency} in flight in {wall:.2f} s (floor "
+         f"{floor_s:.2f} s, {out['over_floor']:.2f}x; ≈ {out['answer_ms']:.1f} ms per answer)")
+    return out
+
+
 def phase_write_floor(source_url: str, dbs: Databases) -> dict[str, Any]:
     """Every table's rows as the backfill wrote them: TSV formatting + LOAD DATA into empty
     copies (one file per table, one transaction per table)."""
@@ -1263,6 +1291,13 @@ def _markdown(res: dict[str, Any], table_md: str, scaling_md: str) -> str:
                   f"- `dagster job backfill` + daemon, 1 course: {d['submit_to_success_s']:.1f} s "
                   f"from submission to success (CLI {d['cli_submit_s']:.1f} s, run process "
                   f"{d['run_process_span_s']:.1f} s, steps {d['steps_s']:.1f} s)"]
+    if res.get("bare_client") and "error" not in res["bare_client"]:
+        b = res["bare_client"]
+        lines += [f"- a bare `httpcore` client (no retries, parsing or logging), {b['calls']:,} H1 "
+                  f"calls at {b['concurrency']} in flight: {b['wall_s']:.2f} s against "
+                  f"{b['floor_s']:.2f} s of latency floor ({b['over_floor']:.2f}x): the simulator "
+                  f"answers in ≈ {b['answer_ms']:.1f} ms, not {cfg['latency_ms']:g} ms, so no "
+                  "client reaches the floor here"]
     if res.get("ephemeral_instance_1_course"):
         e = res["ephemeral_instance_1_course"]
         lines += [f"- the same 1-course run with an in-memory (ephemeral) Dagster instance: "
@@ -1374,6 +1409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  wf["total_s"] * k / n_courses).total_s for k in points}
             _log(f"floor: {floor.total_s:.1f} s (MOOC {floor.mooc_s:.1f} s, H5P "
                  f"{floor.h5p_s:.1f} s, LOAD DATA {floor.write_s:.1f} s)")
+            bare = _soft("bare client", lambda: phase_bare_client(
+                root, courses[0], learners, h5p_conc, latency_s))
             # -- 3: the original tool ----------------------------------------------------
             orig = phase_original(root, password, dbs, courses, args.original_budget_s,
                                   args.original_subset)
@@ -1418,6 +1455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "process_start_s": main_run["process_wall_s"] - main_run["wall_s"],
             },
             "daemon": daemon, "profile": profile, "incremental": incremental,
+            "bare_client": bare,
             "ephemeral_instance_1_course": None if not ephemeral or "error" in ephemeral else {
                 "wall_s": ephemeral["wall_s"], "events_per_run": ephemeral["events_per_run"],
                 "sqlite_wall_s": scaling[0]["wall_s"],
