@@ -1112,14 +1112,17 @@ def phase_incremental(root: str, password: str, main: dict[str, Any], course_id:
 # ---------------------------------------------------------------------------------- profile
 
 PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("waiting for HTTP (extract fan-outs/exports)", ("run (moocassets/sources/http.py",)),
+    # first match wins: specific work first, then "the rest of an extract step" = waiting for the
+    # fan-out (directly, or on the next course's prefetch in a ranged run)
     ("MySQL writes (IO manager write_table)", ("write_table (moocassets/io/mysql_io_manager",)),
     ("MySQL reads (IO manager load_input)", ("read_table (moocassets/io/mysql_io_manager",)),
-    ("extract pickles (FilesystemIOManager)", ("upath_io_manager.py", "fs_io_manager")),
+    ("extract store pickles", ("moocassets/io/extract_store.py", "moocassets/io/files.py")),
     ("dagster-pandas type checks", ("dagster_pandas/",)),
     ("transforms + schema coercion", ("moocassets/transforms/", "moocassets/schema.py")),
     ("Dagster event log / run storage writes", ("store_event (", "sqlite_event_log",
                                                 "mysql_event_log", "handle_new_event")),
+    ("waiting for HTTP (extract fan-outs/exports)", ("run (moocassets/sources/http.py",
+                                                     "_asset (moocassets/assets/extract.py")),
     ("Dagster definitions / imports", ("_find_and_load (", "load_definitions")),
 )
 
