@@ -91,20 +91,3 @@ def test_dagster_definitions_validate_passes_without_warnings_from_the_project()
     # the only one allowed: Dagster's own notice that this CLI command is superseded by `dg`
     assert all("definitions_validate_command` is superseded" in w for w in warnings), warnings
 
-
-def test_run_memo_computes_once_per_run_and_key_and_forgets_old_runs() -> None:
-    from moocassets.assets.common import RunMemo
-
-    calls: list[str] = []
-    memo: RunMemo[str] = RunMemo(max_runs=2)
-
-    def compute(v: str) -> str:
-        calls.append(v)
-        return v
-
-    assert memo.get_or_compute("r1", "k", lambda: compute("a")) == "a"
-    assert memo.get_or_compute("r1", "k", lambda: compute("b")) == "a"  # reused in the run
-    assert memo.get_or_compute("r2", "k", lambda: compute("c")) == "c"  # another run: its own
-    memo.get_or_compute("r3", "k", lambda: compute("d"))
-    assert memo.get_or_compute("r1", "k", lambda: compute("e")) == "e"  # r1 was forgotten
-    assert calls == ["a", "c", "d", "e"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import warnings
-from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
 
 import dagster as dg
 import pandas as pd
@@ -47,33 +44,3 @@ def split_by_course(frame: pd.DataFrame, course_ids: list[str]) -> dict[str, pd.
     } if len(frame) else {}
     return {c: groups.get(c, frame.iloc[0:0]).reset_index(drop=True) for c in course_ids}
 
-
-T = TypeVar("T")
-
-
-class RunMemo(Generic[T]):
-    """A value computed once per run and key, reused by later steps of the same run.
-
-    Steps of a run share the process (in-process executor), so two assets that need the same
-    derived frame (``raw_data`` and ``raw_data_history``: the features as of the run) compute it
-    once. Only the last ``max_runs`` runs are kept; a different run never sees another's value.
-    """
-
-    def __init__(self, max_runs: int = 2) -> None:
-        self._max_runs = max_runs
-        self._runs: dict[str, dict[Hashable, T]] = {}
-        self._lock = threading.Lock()
-
-    def get_or_compute(self, run_id: str, key: Hashable, compute: Callable[[], T]) -> T:
-        with self._lock:
-            values = self._runs.get(run_id, {})
-            if key in values:
-                return values[key]
-        value = compute()
-        with self._lock:
-            values = self._runs.pop(run_id, {})
-            values.setdefault(key, value)
-            self._runs[run_id] = values  # most recent last
-            while len(self._runs) > self._max_runs:
-                self._runs.pop(next(iter(self._runs)))
-            return values[key]

@@ -14,9 +14,10 @@ import dagster as dg
 import pandas as pd
 
 from moocassets import schema
-from moocassets.assets.common import RunMemo, course_keys, split_by_course
+from moocassets.assets.common import course_keys, split_by_course
 from moocassets.checks import check_specs, checked_output
 from moocassets.partitions import course_partitions
+from moocassets.run_scoped import RunScoped
 from moocassets.transforms import features, risk, summaries
 from moocassets.transforms.enrolled import restrict_to_enrolled
 
@@ -275,7 +276,7 @@ def build_raw_data_for_courses(
     return schema.RAW_DATA.coerce_frame(pd.concat(frames, ignore_index=True))
 
 
-_FEATURES: RunMemo[tuple[pd.DataFrame, datetime]] = RunMemo()
+_FEATURES: RunScoped[tuple[pd.DataFrame, datetime]] = RunScoped()
 
 
 def features_as_of(

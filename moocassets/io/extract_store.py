@@ -11,33 +11,24 @@ the source" replaces what was there before.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
-from pydantic import PrivateAttr
 
-from moocassets.io.files import read_pickle, write_pickle
+from moocassets.io.files import PickleStoreIOManager, read_pickle, write_pickle
 from moocassets.schema import PARTITION_COLUMN
 
 
-class ExtractStoreIOManager(dg.ConfigurableIOManager):
+class ExtractStoreIOManager(PickleStoreIOManager):
     """Extract frames per (asset, course partition) under ``base_dir`` (default: instance
     storage ``extracts/``)."""
 
-    base_dir: str | None = None
-    _root: Path | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.base_dir:
-            self._root = Path(self.base_dir)
-        elif context.instance is not None:
-            self._root = Path(context.instance.storage_directory()) / "extracts"
+    STORAGE_SUBDIR: ClassVar[str] = "extracts"
 
     def _path(self, asset_key: dg.AssetKey, course_id: str) -> Path:
-        if self._root is None:
-            raise RuntimeError("ExtractStoreIOManager has no base_dir and no Dagster instance")
-        return self._root.joinpath(*asset_key.path, quote(course_id, safe="") + ".pkl")
+        return self.root().joinpath(*asset_key.path, quote(course_id, safe="") + ".pkl")
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not context.has_asset_partitions:

@@ -9,30 +9,21 @@ have to wait for every course's history before the first scores appear.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
-from pydantic import PrivateAttr
 
-from moocassets.io.files import read_pickle, write_pickle
+from moocassets.io.files import PickleStoreIOManager, read_pickle, write_pickle
 
 
-class ModelStoreIOManager(dg.ConfigurableIOManager):
-    """One pickle per (unpartitioned) asset under ``base_dir`` (default: instance storage)."""
+class ModelStoreIOManager(PickleStoreIOManager):
+    """One pickle per (unpartitioned) asset under ``base_dir`` (default: instance storage
+    ``models/``)."""
 
-    base_dir: str | None = None
-    _root: Path | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        if self.base_dir:
-            self._root = Path(self.base_dir)
-        elif context.instance is not None:
-            self._root = Path(context.instance.storage_directory()) / "models"
+    STORAGE_SUBDIR: ClassVar[str] = "models"
 
     def _path(self, context: dg.InputContext | dg.OutputContext) -> Path:
-        if self._root is None:
-            raise RuntimeError("ModelStoreIOManager has no base_dir and no Dagster instance")
-        return self._root.joinpath(*context.asset_key.path).with_suffix(".pkl")
+        return self.root().joinpath(*context.asset_key.path).with_suffix(".pkl")
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         path = self._path(context)

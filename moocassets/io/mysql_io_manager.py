@@ -87,6 +87,7 @@ import sqlalchemy as sa
 from pydantic import Field, PrivateAttr
 
 from moocassets.io.engine import database_name, is_mysql, make_engine, safe_url
+from moocassets.run_scoped import RunScoped
 from moocassets.schema import Column, SchemaError, TableSpec, table_spec
 
 __all__ = [
@@ -886,26 +887,17 @@ class RunFrameCache:
     runs, and every hit is a copy (a step cannot change what the next one reads)."""
 
     def __init__(self, max_runs: int = 2) -> None:
-        self._max_runs = max_runs
-        self._runs: dict[str, dict[tuple[str, tuple[str, ...]], pd.DataFrame]] = {}
-        self._lock = threading.Lock()
+        self._frames: RunScoped[pd.DataFrame] = RunScoped(max_runs)
 
     def put(self, run_id: str, table: str, keys: Sequence[str], frame: pd.DataFrame) -> None:
-        with self._lock:
-            frames = self._runs.pop(run_id, {})
-            frames[(table, tuple(sorted(keys)))] = frame
-            self._runs[run_id] = frames  # most recent last
-            while len(self._runs) > self._max_runs:
-                self._runs.pop(next(iter(self._runs)))
+        self._frames.put(run_id, (table, tuple(sorted(keys))), frame)
 
     def get(self, run_id: str, table: str, keys: Sequence[str]) -> pd.DataFrame | None:
-        with self._lock:
-            frame = self._runs.get(run_id, {}).get((table, tuple(sorted(keys))))
+        frame = self._frames.get(run_id, (table, tuple(sorted(keys))))
         return None if frame is None else frame.copy()
 
     def clear(self) -> None:
-        with self._lock:
-            self._runs.clear()
+        self._frames.clear()
 
 
 RUN_FRAMES = RunFrameCache()
