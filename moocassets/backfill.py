@@ -10,8 +10,9 @@ runs once for all courses, so Dagster's per-step and per-run costs (step start-u
 the MOOC login, the H5P fan-out's ramp-up) are paid once instead of once per course
 (``benchmarks/pipeline.py`` measures both). Its trade-off is failure isolation: a step that fails
 for one course (a source down, a blocking check) fails for every course of the run, and nothing of
-that step is written (each table keeps its previous rows). The automation refreshes and retries
-course by course (one run per course partition), so a failed course is retried on its own.
+that step is written (each table keeps its previous rows). So a failed ranged run is followed by
+one run per course of its range (``--no-retry`` turns that off): the healthy courses load and the
+broken one fails on its own. The automation refreshes and retries course by course.
 
 The runs go into the Dagster instance of ``DAGSTER_HOME`` (visible in the UI) and use the resources
 of ``moocassets.definitions`` (the environment, README "Configuration"). Courses must be registered
@@ -24,6 +25,7 @@ import argparse
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,38 +67,66 @@ def contiguous_ranges(
     return ranges
 
 
+@dataclass(frozen=True)
+class BackfillRun:
+    """One run of the backfill: its courses and result; ``superseded`` when a failed ranged run
+    was followed by one run per course (the later runs tell each course's outcome)."""
+
+    courses: tuple[str, ...]
+    result: dg.ExecuteInProcessResult
+    superseded: bool = False
+
+    @property
+    def success(self) -> bool:
+        return self.result.success
+
+
 def run_backfill(
     instance: dg.DagsterInstance,
     course_ids: Sequence[str],
     *,
     single_run: bool = True,
     max_courses_per_run: int | None = MAX_COURSES_PER_RUN,
+    retry_failed_per_course: bool = True,
     tags: Mapping[str, str] | None = None,
     run_config: Mapping[str, Any] | None = None,
-) -> list[dg.ExecuteInProcessResult]:
-    """Materialize every course-partitioned asset of ``course_ids``; returns the run results."""
-    from moocassets.definitions import defs
+    defs: dg.Definitions | None = None,
+) -> list[BackfillRun]:
+    """Materialize every course-partitioned asset of ``course_ids`` (``defs``: default
+    ``moocassets.definitions.defs``). With ``retry_failed_per_course``, a ranged run that fails
+    is followed by one run per course of its range, so one broken course does not keep the
+    others from loading (the failed ranged run wrote nothing for the failed step)."""
     from moocassets.partitions import COURSE_PARTITIONS_NAME
 
+    if defs is None:
+        from moocassets.definitions import defs
     job = defs.resolve_job_def(COURSE_JOB)
     registered = instance.get_dynamic_partitions(COURSE_PARTITIONS_NAME)
     groups = (
         contiguous_ranges(course_ids, registered, max_courses_per_run) if single_run
         else [[c] for c in dict.fromkeys(course_ids)]
     )
-    results = []
-    for group in groups:
+
+    def execute(group: list[str]) -> dg.ExecuteInProcessResult:
         run_tags = dict(tags or {})
         kwargs: dict[str, Any] = {}
         if len(group) == 1:
             kwargs["partition_key"] = group[0]
         else:
             run_tags.update({RANGE_START_TAG: group[0], RANGE_END_TAG: group[-1]})
-        results.append(job.execute_in_process(
+        return job.execute_in_process(
             instance=instance, raise_on_error=False, tags=run_tags,
             run_config=dict(run_config or {}), **kwargs,
-        ))
-    return results
+        )
+
+    runs: list[BackfillRun] = []
+    for group in groups:
+        result = execute(group)
+        retry = not result.success and len(group) > 1 and retry_failed_per_course
+        runs.append(BackfillRun(tuple(group), result, superseded=retry))
+        if retry:
+            runs.extend(BackfillRun((course,), execute([course])) for course in group)
+    return runs
 
 
 def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -110,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument("--all", action="store_true", help="every registered course partition")
     which.add_argument("--courses", help="comma-separated course ids (registered partitions)")
     ap.add_argument("--per-course", action="store_true", help="one run per course")
+    ap.add_argument("--no-retry", action="store_true",
+                    help="do not follow a failed ranged run with one run per course")
     ap.add_argument("--max-courses-per-run", type=int, default=MAX_COURSES_PER_RUN,
                     help="split longer ranges into several runs (memory bound; default "
                     f"{MAX_COURSES_PER_RUN})")
@@ -128,17 +160,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     try:
-        results = run_backfill(instance, courses, single_run=not args.per_course,
-                               max_courses_per_run=args.max_courses_per_run,
-                               tags={"moocassets/source": "backfill"}, run_config=quiet)
+        runs = run_backfill(instance, courses, single_run=not args.per_course,
+                            max_courses_per_run=args.max_courses_per_run,
+                            retry_failed_per_course=not args.no_retry,
+                            tags={"moocassets/source": "backfill"}, run_config=quiet)
     except KeyError as exc:
         print(f"backfill: {exc.args[0]}", file=sys.stderr)
         return 2
-    failed = [(r.run_id, failed_steps(r)) for r in results if not r.success]
-    print(f"backfill: {len(courses)} course(s) in {len(results)} run(s), "
-          f"{time.monotonic() - started:.1f} s; {len(failed)} failed run(s)")
-    for run_id, steps in failed:
-        print(f"  run {run_id} failed at {steps} (see the UI)", file=sys.stderr)
+    final = [r for r in runs if not r.superseded]
+    failed = [r for r in final if not r.success]
+    loaded = sum(len(r.courses) for r in final if r.success)
+    print(f"backfill: {loaded} of {len(courses)} course(s) loaded in {len(runs)} run(s), "
+          f"{time.monotonic() - started:.1f} s")
+    for r in runs:
+        if not r.success:
+            what = "retried per course" if r.superseded else "see the UI"
+            print(f"  run {r.result.run_id} ({', '.join(r.courses[:3])}"
+                  f"{', ...' if len(r.courses) > 3 else ''}) failed at "
+                  f"{failed_steps(r.result)} ({what})", file=sys.stderr)
     return 1 if failed else 0
 
 

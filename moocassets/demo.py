@@ -95,10 +95,14 @@ def materialize_everything(course_ids: list[str]) -> None:
     print(f"[demo] materializing every course-partitioned asset for {len(course_ids)} course(s) "
           "in one ranged run ...", flush=True)
     # keep the terminal readable: step events go to the instance (and the UI), not here
-    for result in run_backfill(instance, course_ids, tags={"moocassets/source": "demo"},
-                               run_config=quiet):
-        _check(result, "the courses")
-        outputs = [e for e in result.all_events if e.is_successful_output]
+    for run in run_backfill(instance, course_ids, tags={"moocassets/source": "demo"},
+                            run_config=quiet):
+        if run.superseded:  # a failed ranged run, followed by one run per course
+            print(f"[demo]     the ranged run failed; retrying {len(run.courses)} course(s) "
+                  "one by one", flush=True)
+            continue
+        _check(run.result, ", ".join(run.courses))
+        outputs = [e for e in run.result.all_events if e.is_successful_output]
         print(f"[demo]     done: {len(outputs)} outputs in {time.monotonic() - started:.1f} s",
               flush=True)
     print("[demo] training dropout_risk_model on the history of ended courses ...", flush=True)

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from moocassets.assets.extract import EXTRACT_ASSETS
 from moocassets.assets.risk import RISK_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
-from moocassets.backfill import RANGE_END_TAG, RANGE_START_TAG
+from moocassets.backfill import RANGE_END_TAG, RANGE_START_TAG, run_backfill
 from moocassets.io import (
     ExtractStoreIOManager,
     ModelStoreIOManager,
@@ -301,6 +301,33 @@ def test_raw_data_and_its_history_snapshot_share_one_as_of_per_run(
     shared = [c for c in history.columns if c not in ("id", "as_of")]
     pd.testing.assert_frame_equal(raw[shared].reset_index(drop=True),
                                   history[shared].reset_index(drop=True))
+
+
+def test_backfill_retries_a_failed_ranged_run_course_by_course(
+    sim: Sim, mysql_database_url: str, tmp_path: Path
+) -> None:
+    """One broken course in a ranged run: the run fails and writes nothing for the failed step,
+    then each course runs on its own, so the healthy courses load and the broken one fails."""
+    from moocassets.definitions import course_refresh_job
+
+    good = list(sim.world.courses)
+    broken = "course-v1:No+Such+2099"  # registered, but the MOOC does not know it
+    defs = dg.Definitions(
+        assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS], jobs=[course_refresh_job],
+        resources=_resources(sim, mysql_database_url, tmp_path), executor=dg.in_process_executor,
+    )
+    as_of = {"config": {"as_of": sim.world.now.isoformat()}}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("course_id", [good[0], broken, *good[1:]])
+        runs = run_backfill(instance, [*good, broken], defs=defs,
+                            run_config={"ops": {"raw_data": as_of, "raw_data_history": as_of}})
+    assert [len(r.courses) for r in runs] == [len(good) + 1] + [1] * (len(good) + 1)
+    assert runs[0].superseded and not runs[0].success
+    outcome = {r.courses[0]: r.success for r in runs[1:]}
+    assert outcome == {**{c: True for c in good}, broken: False}
+    for course_id in good:
+        assert len(_table(mysql_database_url, "raw_data", course_id)) > 0
+    assert len(_table(mysql_database_url, "enrollments", broken)) == 0
 
 
 def test_removals_at_the_source_are_reflected(
