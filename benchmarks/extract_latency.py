@@ -26,7 +26,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -37,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from moocassets.processes import free_port
+from benchmarks.simulator_process import simulator_process
 from moocassets.sources import H5PApiResource, MoocApiResource
 
 EMAIL = "bench@moocassets.local"
@@ -63,38 +62,9 @@ def simulator(learners: int, latency_ms: float, in_thread: bool) -> Iterator[str
         with serve(app) as root:
             yield root
         return
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "moocassets.simulator", "--port", str(port), "--courses", "1",
-        "--learners", str(learners), "--latency-ms", str(latency_ms), "--mooc-email", EMAIL,
-        "--mooc-password", PASSWORD, "--log-level", "warning",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    root = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"simulator exited with {proc.returncode}: {err[-2000:]}")
-            try:
-                if httpx.get(f"{root}/__sim__/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("simulator did not start within 60 s")
-            time.sleep(0.1)
+    with simulator_process(courses=1, learners=learners, latency_ms=latency_ms, email=EMAIL,
+                           password=PASSWORD, start_timeout_s=60) as root:
         yield root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 def course_id_of(root: str) -> str:

@@ -61,7 +61,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from moocassets.processes import free_port, stop_process_group
+from benchmarks.simulator_process import simulator_process
+from moocassets.processes import stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -743,29 +744,9 @@ def run_worker(kind: str, cfg: dict[str, Any], env: dict[str, str], *,
 
 @contextlib.contextmanager
 def simulator(courses: int, learners: int, latency_ms: float, password: str) -> Iterator[str]:
-    import httpx
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "moocassets.simulator", "--port", str(port), "--courses",
-           str(courses), "--learners", str(learners), "--latency-ms", str(latency_ms),
-           "--mooc-email", EMAIL, "--mooc-password", password, "--now", "wall",
-           "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
-    root = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"simulator exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{root}/__sim__/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError("simulator did not start within 120 s")
-            time.sleep(0.2)
+    with simulator_process(courses=courses, learners=learners, latency_ms=latency_ms,
+                           email=EMAIL, password=password, extra_args=["--now", "wall"]) as root:
         yield root
-    finally:
-        _stop(proc)
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:
