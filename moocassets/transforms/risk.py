@@ -567,12 +567,17 @@ def evaluate_grouped(
     y_all = truth(rows) if truth is not None else target.to_numpy()
     scored = rows.assign(_p=preds, _y=np.asarray(y_all, dtype="int64"))
     out: dict[str, Any] = {"courses": len(courses), "folds": k, "by_checkpoint": {}}
+    out["by_checkpoint"] = _by_checkpoint(scored, checkpoints)
+    return out
+
+
+def _by_checkpoint(scored: pd.DataFrame, checkpoints: Sequence[float]) -> dict[str, Any]:
+    """Model (``_p``) and rule metrics against the label (``_y``) at each checkpoint."""
+    out: dict[str, Any] = {}
     for cp in checkpoints:
         at = checkpoint_rows(scored, cp)
         rule_bin, rule_days = inactivity_rule(at)
-        out["by_checkpoint"][f"{cp:g}"] = _metrics(
-            at["_y"].to_numpy(), at["_p"].to_numpy(), rule_bin, rule_days
-        )
+        out[f"{cp:g}"] = _metrics(at["_y"].to_numpy(), at["_p"].to_numpy(), rule_bin, rule_days)
     return out
 
 
@@ -590,12 +595,7 @@ def evaluate_model(
     if not len(rows):
         return out
     scored = rows.assign(_p=model.predict(rows), _y=target.to_numpy())
-    for cp in checkpoints:
-        at = checkpoint_rows(scored, cp)
-        rule_bin, rule_days = inactivity_rule(at)
-        out["by_checkpoint"][f"{cp:g}"] = _metrics(
-            at["_y"].to_numpy(), at["_p"].to_numpy(), rule_bin, rule_days
-        )
+    out["by_checkpoint"] = _by_checkpoint(scored, checkpoints)
     return out
 
 
