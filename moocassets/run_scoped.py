@@ -40,7 +40,3 @@ class RunScoped(Generic[V]):
         """The run's value for ``key``, computed (outside the lock) on first use."""
         found = self.get(run_id, key)
         return found if found is not None else self.put(run_id, key, compute(), overwrite=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._runs.clear()

@@ -896,9 +896,6 @@ class RunFrameCache:
         frame = self._frames.get(run_id, (table, tuple(sorted(keys))))
         return None if frame is None else frame.copy()
 
-    def clear(self) -> None:
-        self._frames.clear()
-
 
 RUN_FRAMES = RunFrameCache()
 """Shared by every WarehouseIOManager of the process (Dagster may copy the resource object)."""
