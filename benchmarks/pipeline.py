@@ -70,8 +70,6 @@ EMAIL = "bench@moocassets.local"
 ORIGINAL_THREADS = 8
 ENV_DB = "MOOCASSETS_DATABASE_URL"
 COURSE_JOB = "course_refresh"  # every course-partitioned asset
-RANGE_START_TAG = "dagster/asset_partition_range_start"  # as moocassets.backfill tags a ranged run
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 ENV_PASSWORD = "MOOCASSETS_MOOC_PASSWORD"
 ENV_DEFS = "MOOCASSETS_BENCH_DEFS"  # module:attribute of the Definitions to benchmark
 ERD_TABLES = (
@@ -647,6 +645,7 @@ def project_worker(cfg: dict[str, Any]) -> dict[str, Any]:
 
     import dagster as dg
 
+    from moocassets.backfill import execute_courses
     from moocassets.partitions import COURSE_PARTITIONS_NAME
 
     module, _, attr = defs_target().partition(":")
@@ -665,14 +664,9 @@ def project_worker(cfg: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     for group in groups:
         t = time.perf_counter()
-        tags = {"moocassets/source": "benchmark"}
-        kwargs: dict[str, Any] = {"partition_key": group[0]}
-        if len(group) > 1:  # a range of consecutive registered partitions
-            tags.update({RANGE_START_TAG: group[0], RANGE_END_TAG: group[-1]})
-            kwargs = {}
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=False, tags=tags,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}}, **kwargs,
+        result = execute_courses(  # as moocassets.backfill runs them
+            job, instance, group, tags={"moocassets/source": "benchmark"},
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
         )
         wall = time.perf_counter() - t
         if not result.success:

@@ -81,6 +81,28 @@ class BackfillRun:
         return self.result.success
 
 
+def execute_courses(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    courses: Sequence[str],
+    *,
+    tags: Mapping[str, str] | None = None,
+    run_config: Mapping[str, Any] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One in-process run of ``job`` over ``courses``: a partition key for one course, the range
+    tags for several (consecutive registered partitions)."""
+    run_tags = dict(tags or {})
+    kwargs: dict[str, Any] = {}
+    if len(courses) == 1:
+        kwargs["partition_key"] = courses[0]
+    else:
+        run_tags.update({RANGE_START_TAG: courses[0], RANGE_END_TAG: courses[-1]})
+    return job.execute_in_process(
+        instance=instance, raise_on_error=False, tags=run_tags,
+        run_config=dict(run_config or {}), **kwargs,
+    )
+
+
 def run_backfill(
     instance: dg.DagsterInstance,
     course_ids: Sequence[str],
@@ -108,16 +130,7 @@ def run_backfill(
     )
 
     def execute(group: list[str]) -> dg.ExecuteInProcessResult:
-        run_tags = dict(tags or {})
-        kwargs: dict[str, Any] = {}
-        if len(group) == 1:
-            kwargs["partition_key"] = group[0]
-        else:
-            run_tags.update({RANGE_START_TAG: group[0], RANGE_END_TAG: group[-1]})
-        return job.execute_in_process(
-            instance=instance, raise_on_error=False, tags=run_tags,
-            run_config=dict(run_config or {}), **kwargs,
-        )
+        return execute_courses(job, instance, group, tags=tags, run_config=run_config)
 
     runs: list[BackfillRun] = []
     for group in groups:
