@@ -616,6 +616,26 @@ RAW_DATA = TableSpec(
     indexes=(("user_id",), ("is_dropout",)),
 )
 
+SCORE_COLUMNS: tuple[str, ...] = (
+    "dropout_risk_score", "dropout_risk_reasons", "dropout_risk_model"
+)
+"""The columns of ``raw_data`` that the risk model fills; everything else is features and label."""
+
+RAW_DATA_HISTORY = TableSpec(
+    name="raw_data_history",
+    description=(
+        "Snapshots of raw_data's features and is_dropout label, one per learner, course and "
+        "as_of: the training data of the dropout risk model (docs/RISK.md)."
+    ),
+    columns=tuple(c for c in RAW_DATA.columns if c.name not in SCORE_COLUMNS),
+    unique_key=("course_id", "as_of", "user_id"),  # also serves the scoped DELETE
+    indexes=(("user_id",), ("as_of",)),
+)
+
+LEARNER_FEATURES = RAW_DATA_HISTORY
+"""The features and label of one course refresh (the ``learner_features`` frame) have exactly
+the columns of a ``raw_data_history`` snapshot."""
+
 WAREHOUSE_TABLES: tuple[TableSpec, ...] = (
     ENROLLMENTS,
     MOOC_GRADES,
@@ -628,8 +648,10 @@ WAREHOUSE_TABLES: tuple[TableSpec, ...] = (
     DASHBOARD_SUMMARY,
     RAW_DATA,
 )
+"""The ten ERD tables."""
 
-TABLES: Mapping[str, TableSpec] = {t.name: t for t in WAREHOUSE_TABLES}
+TABLES: Mapping[str, TableSpec] = {t.name: t for t in (*WAREHOUSE_TABLES, RAW_DATA_HISTORY)}
+"""Every table the warehouse IO manager writes, by name."""
 
 
 def table_spec(name: str) -> TableSpec:
@@ -637,14 +659,6 @@ def table_spec(name: str) -> TableSpec:
         return TABLES[name]
     except KeyError:
         raise KeyError(f"no declared schema for table {name!r}") from None
-
-
-def register(spec: TableSpec) -> TableSpec:
-    """Declare an additional table (e.g. a history table) so the IO manager can find it."""
-    if spec.name in TABLES and TABLES[spec.name] is not spec:
-        raise ValueError(f"table {spec.name} declared twice")
-    dict.__setitem__(TABLES, spec.name, spec)  # type: ignore[index]
-    return spec
 
 
 def frame_from_records(spec: TableSpec, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

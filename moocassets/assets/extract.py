@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from moocassets import schema
+from moocassets import keys, schema
 from moocassets.assets.common import (
     COURSE_FRAME_TYPE,
     course_keys,
@@ -25,10 +25,8 @@ from moocassets.partitions import course_partitions
 from moocassets.sources import FetchStats, H5PApiResource, MoocApiResource
 from moocassets.transforms import payloads
 
-EXTRACT_GROUP = "extract"
-EXTRACT_IO = "extract_io_manager"
-MOOC_POOL = "mooc_api"
-H5P_POOL = "h5p_api"
+MOOC_POOL = keys.MOOC_POOL
+H5P_POOL = keys.H5P_POOL
 
 
 class ExtractConfig(dg.Config):
@@ -109,8 +107,8 @@ def _now() -> datetime:
 def _extract_kwargs(description: str, pool: str, spec: schema.TableSpec | None) -> dict[str, Any]:
     return {
         "partitions_def": course_partitions,
-        "group_name": EXTRACT_GROUP,
-        "io_manager_key": EXTRACT_IO,
+        "group_name": keys.EXTRACT_GROUP,
+        "io_manager_key": keys.EXTRACT_IO,
         "pool": pool,
         "kinds": {"python", "pandas"},
         "owners": ["team:learning-analytics"],
@@ -143,7 +141,7 @@ def mooc_course_extract(
             **_stats_metadata(_merge_stats(stats)),
             "courses": dg.MetadataValue.md(frame.astype(str).to_markdown(index=False)),
             # read by the automation conditions: an ended course's data is final
-            "course_ends": dg.MetadataValue.json(
+            keys.COURSE_ENDS_METADATA: dg.MetadataValue.json(
                 {
                     row.course_id: (None if pd.isna(row.end) else row.end.isoformat())
                     for row in frame.itertuples()

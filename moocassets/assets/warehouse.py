@@ -7,23 +7,17 @@ summaries aggregate their detail table; ``raw_data`` joins everything per learne
 
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from moocassets import schema
-from moocassets.assets.common import course_keys, split_by_course
+from moocassets import keys, schema
+from moocassets.assets.features import FEATURE_INPUTS, as_of_values
 from moocassets.checks import check_specs, checked_output
 from moocassets.partitions import course_partitions
-from moocassets.run_scoped import RunScoped
-from moocassets.transforms import features, risk, summaries
+from moocassets.transforms import risk, summaries
 from moocassets.transforms.enrolled import restrict_to_enrolled
-
-WAREHOUSE_GROUP = "warehouse"
-WAREHOUSE_IO = "warehouse_io_manager"
-WAREHOUSE_POOL = "warehouse_write"  # bounds concurrent warehouse writes across runs
 
 Checked = Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]
 """What a warehouse asset yields: its checked frame, then its check evaluations (checks.py)."""
@@ -33,16 +27,16 @@ def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any
     return {
         "name": spec.name,
         "partitions_def": course_partitions,
-        "group_name": WAREHOUSE_GROUP,
-        "io_manager_key": WAREHOUSE_IO,
-        "pool": WAREHOUSE_POOL,
+        "group_name": keys.WAREHOUSE_GROUP,
+        "io_manager_key": keys.WAREHOUSE_IO,
+        "pool": keys.WAREHOUSE_POOL,  # bounds concurrent warehouse writes across runs
         "dagster_type": spec.dagster_type,
         "kinds": {"mysql", "pandas", "table"},
         "owners": ["team:learning-analytics"],
         "description": f"{description}\n\nTable `{spec.name}`; key "
         f"`({', '.join(spec.unique_key)})`.",
         "metadata": {
-            "partition_expr": spec.partition_column,
+            keys.PARTITION_EXPR_METADATA: spec.partition_column,
             "dagster/column_schema": spec.table_schema,
             "dagster/table_name": spec.name,
         },
@@ -135,15 +129,6 @@ def video_progress_summary(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Chec
                               aggregate=aggregate)
 
 
-class RawDataConfig(dg.Config):
-    """Run configuration of ``raw_data``."""
-
-    dropout_inactivity_days: int = 21
-    """Days without activity after which a learner who has not passed is a dropout."""
-    as_of: str | None = None
-    """Evaluate as of this ISO-8601 instant instead of now (replaying a course week by week)."""
-
-
 def _lineage(
     pairs: dict[str, list[tuple[str, str]]],
 ) -> dg.TableColumnLineage:
@@ -233,78 +218,6 @@ RAW_DATA_LINEAGE = _lineage(
     }
 )
 
-RAW_DATA_UPSTREAM = {
-    "enrollments": "enrollments",
-    "grades": "mooc_grades",
-    "progress": "mooc_progress",
-    "discussions": "mooc_discussions",
-    "h5p_summary": "h5p_scores_summary",
-    "video_summary": "video_progress_summary",
-    "dashboard": "dashboard_summary",
-    "course": "mooc_course_extract",
-}
-
-
-def evaluation_time(config: RawDataConfig) -> datetime:
-    if config.as_of:
-        ts = pd.Timestamp(config.as_of)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        return ts.to_pydatetime()
-    return datetime.now(UTC)
-
-
-def build_raw_data_for_courses(
-    course_ids: list[str],
-    inputs: dict[str, pd.DataFrame],
-    *,
-    as_of: datetime,
-    inactivity_days: int,
-) -> pd.DataFrame:
-    """``features.build_raw_data`` for each course of a (possibly multi-course) step."""
-    per_course = {name: split_by_course(frame, course_ids) for name, frame in inputs.items()}
-    frames = [
-        features.build_raw_data(
-            **{name: per_course[name][course_id] for name in inputs},
-            evaluation_time=as_of,
-            inactivity_days=inactivity_days,
-        )
-        for course_id in course_ids
-    ]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return schema.RAW_DATA.empty_frame()
-    return schema.RAW_DATA.coerce_frame(pd.concat(frames, ignore_index=True))
-
-
-_FEATURES: RunScoped[tuple[pd.DataFrame, datetime]] = RunScoped()
-
-
-def features_as_of(
-    context: dg.AssetExecutionContext, config: RawDataConfig, upstream: dict[str, pd.DataFrame]
-) -> tuple[pd.DataFrame, datetime]:
-    """The feature and label rows of this step's courses as of the configured evaluation time
-    (default: when the run first computes them).
-
-    ``raw_data`` and ``raw_data_history`` read the same upstream partitions in a run, so the
-    first of them computes the rows and the other reuses them (a copy): one computation, and the
-    history snapshot carries exactly the ``as_of`` and features that ``raw_data`` scored."""
-    courses = course_keys(context)
-
-    def compute() -> tuple[pd.DataFrame, datetime]:
-        as_of = evaluation_time(config)
-        frame = build_raw_data_for_courses(
-            courses,
-            {name: upstream[name] for name in RAW_DATA_UPSTREAM},
-            as_of=as_of,
-            inactivity_days=config.dropout_inactivity_days,
-        )
-        return frame, as_of
-
-    key = (tuple(courses), config.as_of, config.dropout_inactivity_days)
-    frame, as_of = _FEATURES.get_or_compute(context.run.run_id, key, compute)
-    return frame.copy(), as_of
-
-
 _raw_kwargs = _warehouse_kwargs(
     schema.RAW_DATA,
     "One row per learner and course: features, the `is_dropout` label and the dropout risk "
@@ -313,28 +226,27 @@ _raw_kwargs = _warehouse_kwargs(
 _raw_kwargs["metadata"] = {**_raw_kwargs["metadata"], "dagster/column_lineage": RAW_DATA_LINEAGE}
 
 
-RISK_MODEL_ASSET = "dropout_risk_model"
-
-
 @dg.asset(
     ins={
-        **{arg: dg.AssetIn(key) for arg, key in RAW_DATA_UPSTREAM.items()},
-        "risk_model": dg.AssetIn(RISK_MODEL_ASSET),
+        "learner_features": dg.AssetIn(keys.LEARNER_FEATURES),
+        "enrolled": dg.AssetIn(keys.ENROLLMENTS),
+        "risk_model": dg.AssetIn(keys.RISK_MODEL),
     },
+    # what learner_features derives from, so the lineage shows every table raw_data rests on
+    deps=[key for key in FEATURE_INPUTS.values() if key != keys.ENROLLMENTS],
     **_raw_kwargs,
 )
 def raw_data(
     context: dg.AssetExecutionContext,
-    config: RawDataConfig,
+    learner_features: pd.DataFrame,
+    enrolled: pd.DataFrame,
     risk_model: risk.RiskModel | None,
-    **upstream: pd.DataFrame,
 ) -> Checked:
-    frame, as_of = features_as_of(context, config, upstream)
     if risk_model is None:
         context.log.info("no dropout_risk_model materialized yet: scoring with the fallback rule")
         risk_model = risk.fallback_model()
     # the score reads only risk.RISK_INPUT_COLUMNS (never grade/pass, the label or position)
-    frame = schema.RAW_DATA.coerce_frame(risk.score_frame(risk_model, frame))
+    frame = schema.RAW_DATA.coerce_frame(risk.score_frame(risk_model, learner_features))
     dropout_rate = float(frame["is_dropout"].mean()) if len(frame) else 0.0
     scores = frame["dropout_risk_score"]
     high = risk.RISK_BANDS[-1][1]
@@ -348,11 +260,10 @@ def raw_data(
         ),
         "risk_model": dg.MetadataValue.text(risk_model.name),
         "teacher_summary": dg.MetadataValue.md(risk.teacher_summary(frame)),
-        "evaluated_at": dg.MetadataValue.text(as_of.isoformat()),
+        "as_of": dg.MetadataValue.text(as_of_values(frame)),
         "dagster/column_lineage": RAW_DATA_LINEAGE,
     }
-    yield from checked_output(schema.RAW_DATA, frame, enrolled=upstream["enrollments"],
-                              metadata=metadata)
+    yield from checked_output(schema.RAW_DATA, frame, enrolled=enrolled, metadata=metadata)
 
 
 WAREHOUSE_ASSETS: list[Any] = [
