@@ -13,8 +13,9 @@ What lives here (and nowhere else):
 * **Adaptive concurrency**: :class:`AdaptiveLimiter` halves its limit on a 429 (once per "epoch",
   so a burst of 429s from requests already in flight counts once) and grows it by one after
   ``limit`` consecutive successes, between 1 and the configured maximum.
-* **Redaction**: :func:`redact` removes passwords, session ids, CSRF tokens and edX JWT cookies
-  from every log line and error message produced by this package.
+* **Redaction**: every log line and error message produced by this package goes through
+  :func:`moocassets.sources.redaction.redact` (passwords, session ids, CSRF tokens, edX JWT
+  cookies removed).
 * **Stats**: :class:`FetchStats` per public call, all numeric so the UI can plot them.
 * **Lifecycle**: :class:`HttpSourceResource` owns one :class:`HttpSession` (one event-loop thread,
   one keep-alive ``httpx.AsyncClient``, one limiter) per Dagster run or per ``with
@@ -39,7 +40,6 @@ import email.utils
 import importlib.metadata
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -57,6 +57,7 @@ from moocassets.sources.errors import (
     SourceHTTPError,
     SourceUnavailableError,
 )
+from moocassets.sources.redaction import redact
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -74,51 +75,6 @@ def _package_version() -> str:
 
 
 USER_AGENT = f"moocassets/{_package_version()} (+httpx/{httpx.__version__})"
-
-
-# --------------------------------------------------------------------------------------------
-# Redaction
-# --------------------------------------------------------------------------------------------
-
-_SECRET_NAMES = (
-    r"sessionid|edx-session|csrftoken|csrfToken|csrfmiddlewaretoken|x-csrftoken|password|"
-    r"edx-jwt-cookie-[A-Za-z0-9_-]+|edx-user-info"
-)
-# name=value / name: value (cookies, headers, form bodies, query strings, repr of dicts)
-_KV_RE = re.compile(
-    rf"(?i)(?P<name>{_SECRET_NAMES})(?P<sep>['\"]?\s*[=:]\s*['\"]?)(?P<value>[^;&\s'\",}}]+)"
-)
-# JSON: "password": "any value, spaces included"
-_JSON_RE = re.compile(
-    rf"(?i)(?P<name>[\"'](?:{_SECRET_NAMES})[\"']\s*:\s*)(?P<q>[\"'])[^\"']*(?P=q)"
-)
-
-_registered_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-REDACTED = "***"
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret value (password, session id, token) so :func:`redact` removes it verbatim
-    wherever it appears. Very short values are ignored (they would redact ordinary text)."""
-    if value and len(value) >= 4:
-        with _secrets_lock:
-            _registered_secrets.add(value)
-
-
-def redact(text: object) -> str:
-    """Return ``str(text)`` without secrets: known secret values, and the values of cookies,
-    headers, form fields and JSON keys named like session ids, CSRF tokens, passwords and edX JWT
-    cookies."""
-    out = str(text)
-    with _secrets_lock:
-        secrets = sorted(_registered_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in out:
-            out = out.replace(secret, REDACTED)
-    out = _JSON_RE.sub(lambda m: f"{m.group('name')}{m.group('q')}{REDACTED}{m.group('q')}", out)
-    out = _KV_RE.sub(lambda m: f"{m.group('name')}{m.group('sep')}{REDACTED}", out)
-    return out
 
 
 _CURRENT_LOG: contextvars.ContextVar[SafeLog | None] = contextvars.ContextVar(

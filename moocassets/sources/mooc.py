@@ -29,8 +29,8 @@ from moocassets.sources.http import (
     HttpSourceResource,
     LoggerLike,
     Request,
-    register_secret,
 )
+from moocassets.sources.redaction import register_secret
 
 API_SUFFIX = "/api/custom/v1"
 CSRF_PATH = "/csrf/api/v1/token"
