@@ -19,16 +19,7 @@ from moocassets.assets.common import course_keys, split_by_course
 from moocassets.partitions import course_partitions
 from moocassets.transforms import features
 
-FEATURE_INPUTS: dict[str, str] = {
-    "enrollments": "enrollments",
-    "grades": "mooc_grades",
-    "progress": "mooc_progress",
-    "discussions": "mooc_discussions",
-    "h5p_summary": "h5p_scores_summary",
-    "video_summary": "video_progress_summary",
-    "dashboard": "dashboard_summary",
-    "course": keys.COURSE_EXTRACT,
-}
+FEATURE_INPUTS = features.INPUT_TABLES
 """``features.build_raw_data`` argument → the asset whose frame it receives."""
 
 

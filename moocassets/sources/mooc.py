@@ -274,8 +274,8 @@ class MoocApiResource(HttpSourceResource):
             self._policy(),
             log=self.safe_log,
             cookies=cookies,
-            transport=self._transport,
-            sleep=self._sleep,
+            transport=self.transport(),
+            sleep=self.sleeper(),
             auth=auth,
         )
 
@@ -453,36 +453,35 @@ class MoocApiResource(HttpSourceResource):
 
         return self._timed(go, log)
 
-    def grades(self, course_id: str, *, log: LoggerLike | None = None) -> Fetched[list[dict]]:
-        """M4: one grade row per learner (``students`` or ``grade_data.grade_table``)."""
+    def export(
+        self,
+        eid: str,
+        route: str,
+        course_id: str,
+        envelopes: tuple[tuple[str, ...], ...],
+        *,
+        log: LoggerLike | None = None,
+    ) -> Fetched[list[dict[str, Any]]]:
+        """Any ``/export/{route}/{course_id}/`` endpoint (spec id ``eid``): its row list, found at
+        the first of ``envelopes`` (key paths) that holds a list."""
 
         async def go(engine: Engine, stats: FetchStats) -> list[dict[str, Any]]:
-            return await self._export(
-                engine, stats, "M4", "student-grades", course_id, M4_ENVELOPES
-            )
+            return await self._export(engine, stats, eid, route, course_id, envelopes)
 
         return self._timed(go, log)
+
+    def grades(self, course_id: str, *, log: LoggerLike | None = None) -> Fetched[list[dict]]:
+        """M4: one grade row per learner (``students`` or ``grade_data.grade_table``)."""
+        return self.export("M4", "student-grades", course_id, M4_ENVELOPES, log=log)
 
     def progress(self, course_id: str, *, log: LoggerLike | None = None) -> Fetched[list[dict]]:
         """M5: one progress row per learner (``students`` or
         ``students_progress_data.students_progress``)."""
-
-        async def go(engine: Engine, stats: FetchStats) -> list[dict[str, Any]]:
-            return await self._export(
-                engine, stats, "M5", "student-progress", course_id, M5_ENVELOPES
-            )
-
-        return self._timed(go, log)
+        return self.export("M5", "student-progress", course_id, M5_ENVELOPES, log=log)
 
     def discussions(self, course_id: str, *, log: LoggerLike | None = None) -> Fetched[list[dict]]:
         """M6: one forum row per learner with activity (``students``)."""
-
-        async def go(engine: Engine, stats: FetchStats) -> list[dict[str, Any]]:
-            return await self._export(
-                engine, stats, "M6", "student-discussions", course_id, M6_ENVELOPES
-            )
-
-        return self._timed(go, log)
+        return self.export("M6", "student-discussions", course_id, M6_ENVELOPES, log=log)
 
     def whoami(self, *, log: LoggerLike | None = None) -> Fetched[dict[str, Any]]:
         """M12: the logged-in user (``data`` object); a cheap session check."""

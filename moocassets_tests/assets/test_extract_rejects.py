@@ -7,12 +7,14 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from moocassets.assets.extract import mooc_grades_extract
+from moocassets.assets.extract import EXTRACT_BY_NAME
 from moocassets.io import ExtractStoreIOManager
 from moocassets.sources import MoocApiResource
 
 COURSE = "course-v1:UEL+NLTT241225+2025_12"
 GOOD = {"user_id": 1, "grade_percentage": 81.0, "letter_grade": "B", "is_passed": True}
+
+GRADES = EXTRACT_BY_NAME["mooc_grades_extract"]
 
 
 def _mooc(rows: list[dict[str, object]]) -> MoocApiResource:
@@ -32,7 +34,7 @@ def _run(rows: list[dict[str, object]], tmp_path: Path, share: float | None = No
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("course_id", [COURSE])
         return dg.materialize(
-            [mooc_grades_extract], partition_key=COURSE, instance=instance, run_config=config,
+            [GRADES], partition_key=COURSE, instance=instance, run_config=config,
             raise_on_error=False,
             resources={
                 "mooc": _mooc(rows),
