@@ -319,22 +319,16 @@ class MoocApiResource(HttpSourceResource):
         envelopes: tuple[tuple[str, ...], ...],
         endpoint: str,
         course_id: str | None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Any]:
+        """The row list at the first envelope that holds one (items as sent: dicts, or any bad
+        value the parser then rejects)."""
         for keys in envelopes:
             node: Any = payload
             for key in keys:
                 node = node.get(key) if isinstance(node, dict) else None
             if isinstance(node, list):
-                bad = [i for i, row in enumerate(node) if not isinstance(row, dict)]
-                if bad:
-                    raise SourcePayloadError(
-                        system=self.SYSTEM,
-                        endpoint=endpoint,
-                        course_id=course_id,
-                        status=200,
-                        detail=f"rows at {'.'.join(keys)} are not all objects "
-                        f"(first bad index {bad[0]}: {type(node[bad[0]]).__name__})",
-                    )
+                # an item that is not an object is one bad record: the parser rejects and counts
+                # it, the other rows of the course are kept (transforms/payloads)
                 return node
         seen = sorted(payload) if isinstance(payload, dict) else f"a JSON {type(payload).__name__}"
         expected = ", ".join(".".join(k) for k in envelopes)
@@ -427,7 +421,7 @@ class MoocApiResource(HttpSourceResource):
             previous_ids: list[Any] | None = None
             while True:
                 page = await self._page(engine, stats, course_id, offset, limit)
-                ids = [r.get("user_id", r.get("id")) for r in page]
+                ids = [r.get("user_id", r.get("id")) if isinstance(r, dict) else r for r in page]
                 if page and ids == previous_ids:
                     raise SourcePayloadError(
                         system=self.SYSTEM,

@@ -14,18 +14,24 @@ rejected, never the whole course (the caller applies the reject-share threshold)
 
 What counts as one record (``seen``):
 
-* M1/M4/M5/M6: one list item.
+* M1/M4/M5/M6: one list item (an item that is not an object is one rejected record).
 * H1/H2: one item of ``scores`` / ``video_progress``. A learner payload that is unusable as a
-  whole (bad learner key, echoed ``user_id`` differing from the key, ``scores`` not a list) rejects
-  each of its items with the same reason (or counts as one record when it has no item list).
-* H3/H4: one learner payload.
+  whole (bad learner key, echoed ``user_id`` differing from the key, ``scores`` not a list)
+  rejects each of its items with the same reason, or counts as one rejected record when it has no
+  item list at all (the key missing or null: a malformed answer, as a MOOC body without its row
+  list is; ``[]`` is a learner without rows).
+* H3/H4: one learner payload (one with none of its sections is rejected, not stored as NULLs).
 
-Common rules: the learner id is ``user_id`` falling back to ``id``, int or digit string → int,
-must be positive; unknown fields are ignored; missing optional fields are NULL; numbers may come
-as numeric strings (H5P); booleans must be JSON booleans, 0/1 or ``"true"``/``"false"``;
-free-text display names (titles, chapter names, full names) longer than their column are
-truncated, identifiers (username, email, letter grade) that are too long reject the record.
-Duplicates of the key within one payload: the first is kept, the others are rejected.
+Common rules (docs/CONTRACTS.md, "Reject rules"): the learner id is ``user_id`` falling back to
+``id``, an integer or a text of ASCII digits, within ``user_id``'s column; every numeric value
+must lie within its column's bounds (declared range and SQL type, ``Column.bounds``); a text
+column takes text (numbers are written as text; an object, a list or a boolean is rejected);
+unknown fields are ignored; missing optional fields are NULL; numbers may come as numeric strings
+(H5P); booleans must be JSON booleans, 0/1 or ``"true"``/``"false"``; H1 ``opened``/``finished``
+may be JSON booleans (flags, never times); free-text display names (titles, chapter names, full
+names) longer than their column are truncated, identifiers (username, email, letter grade) that
+are too long reject the record. Duplicates of the key within one payload: the first is kept, the
+others are rejected. A reason quotes at most 120 characters of the bad value, with its length.
 """
 
 from moocassets.transforms.payloads.h5p import dashboard_rows, h5p_score_rows, video_rows

@@ -26,6 +26,8 @@ from moocassets.transforms.payloads.records import (
     BadRecord,
     Parsed,
     Reject,
+    check_bounds,
+    quote,
     read_bounded,
     read_count,
     read_optional_int,
@@ -62,7 +64,8 @@ def _learner_id(key: Any, payload: Mapping[str, Any]) -> int:
     uid = read_user_id(key, "learner key")
     echoed = payload.get("user_id")
     if echoed is not None and read_user_id(echoed, "echoed user_id") != uid:
-        raise BadRecord(f"echoed user_id {echoed!r} differs from the requested learner {uid}")
+        raise BadRecord(
+            f"echoed user_id {quote(echoed)} differs from the requested learner {uid}")
     return uid
 
 
@@ -90,7 +93,9 @@ def _parse_detail(
                 raise BadRecord(f"payload is not an object ({type(payload).__name__})")
             uid = _learner_id(key, payload)
             if items is None:
-                items = []
+                raise BadRecord(
+                    f"no {list_key} list in the answer" if list_key not in payload
+                    else f"{list_key} is null, not a list")
             if not isinstance(items, list | tuple):
                 raise BadRecord(f"{list_key} is not a list")
         except BadRecord as bad:
@@ -114,6 +119,7 @@ def _parse_detail(
                     raise BadRecord("missing content_id")
                 ref = f"user_id={uid} content_id={content_id}"
                 row = build(item)
+                check_bounds(spec, {"content_id": content_id, **row})
                 if content_id in contents:
                     raise BadRecord(f"duplicate content_id {content_id}")
             except BadRecord as bad:
@@ -129,11 +135,13 @@ def _parse_detail(
 def _flag_or_time(value: Any, name: str) -> tuple[bool | None, pd.Timestamp | None]:
     """H1 ``opened``/``finished``: (value > 0, the time when it is a plausible epoch).
 
-    Numbers (or numeric text) are 0/1 flags or epoch seconds; a ``YYYY-MM-DD HH:MM:SS`` /
-    ISO text is a time (and so "yes"). Missing → (None, None).
+    Numbers (or numeric text) are 0/1 flags or epoch seconds; JSON ``true``/``false`` are flags;
+    a ``YYYY-MM-DD HH:MM:SS`` / ISO text is a time (and so "yes"). Missing → (None, None).
     """
     if value is None:
         return None, None
+    if isinstance(value, bool):  # some plugin versions send JSON true/false: a flag, never a time
+        return value, None
     if isinstance(value, str) and value.strip():
         text = value.strip()
         try:
@@ -216,9 +224,9 @@ def video_rows(
     def build(item: Mapping[str, Any]) -> dict[str, Any]:
         status = item.get("status")
         if status is not None:
-            norm = str(status).strip().lower()
+            norm = str(status).strip().lower() if isinstance(status, str) else None
             if norm not in VIDEO_STATUSES:
-                raise BadRecord(f"unknown status {status!r}")
+                raise BadRecord(f"unknown status {quote(status)}")
             status = norm
         return {
             "content_title": read_text(
@@ -237,6 +245,10 @@ def video_rows(
         payloads=payloads, fetched_at=fetched_at, build=build,
     )
 
+
+
+_SECTIONS = {"H3": ("overall", "video_progress", "scores"),
+             "H4": ("overview", "h5p_stats", "video_stats")}
 
 
 def _dashboard_h3(p: Mapping[str, Any]) -> dict[str, Any]:
@@ -301,13 +313,17 @@ def dashboard_rows(
         ref = f"user_id={key}"
         try:
             if source not in EP_DASHBOARD:
-                raise BadRecord(f"unknown dashboard source {source!r}")
+                raise BadRecord(f"unknown dashboard source {quote(source)}")
             payload = answer[1]
             if not isinstance(payload, Mapping):
                 raise BadRecord(f"payload is not an object ({type(payload).__name__})")
             uid = _learner_id(key, payload)
             ref = f"user_id={uid}"
+            sections = _SECTIONS[source]
+            if not any(payload.get(name) is not None for name in sections):
+                raise BadRecord(f"none of the sections {', '.join(sections)} in the answer")
             row = _dashboard_h3(payload) if source == "H3" else _dashboard_h4(payload)
+            check_bounds(DASHBOARD_SUMMARY, row)
         except BadRecord as bad:
             rejects.append(Reject(endpoint, course_id, ref, str(bad)))
             continue

@@ -24,6 +24,8 @@ from moocassets.transforms.payloads.records import (
     BadRecord,
     Parsed,
     Reject,
+    check_bounds,
+    quote,
     read_bool,
     read_bounded,
     read_count,
@@ -112,6 +114,7 @@ def _parse_rows(
             uid = record_user_id(item)
             ref = f"user_id={uid}"
             row = build(item, uid)
+            check_bounds(spec, row)
             if uid in seen_ids:
                 raise BadRecord(f"duplicate user_id {uid}")
             if extra_unique is not None and row[extra_unique] is not None:
@@ -144,9 +147,11 @@ def enrollment_rows(
     def build(item: Mapping[str, Any], uid: int) -> dict[str, Any]:
         mode = item.get("mode")
         if mode is not None:
-            mode = str(mode).strip().lower() or None
+            if not isinstance(mode, str):
+                raise BadRecord(f"unknown mode {quote(mode)}")
+            mode = mode.strip().lower() or None
             if mode is not None and mode not in modes:
-                raise BadRecord(f"unknown mode {item.get('mode')!r}")
+                raise BadRecord(f"unknown mode {quote(item.get('mode'))}")
         info, attrs = item.get("student_info"), item.get("all_attributes")
         return {
             "username": read_text(ENROLLMENTS, "username", item.get("username"), truncate=False),

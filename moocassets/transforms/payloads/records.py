@@ -8,6 +8,7 @@ the reject reason; the parsers of each system (:mod:`.mooc`, :mod:`.h5p`) turn t
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,13 +16,16 @@ from typing import Any
 
 import pandas as pd
 
-from moocassets.schema import TableSpec
+from moocassets.schema import USER_ID, TableSpec
 from moocassets.transforms.timeparse import TimeParseError, parse_timestamp, to_utc
 
 __all__ = [
+    "QUOTE_LIMIT",
     "BadRecord",
     "Parsed",
     "Reject",
+    "check_bounds",
+    "quote",
     "read_bool",
     "read_bounded",
     "read_count",
@@ -65,29 +69,56 @@ class BadRecord(Exception):
     """A record fails validation; the message is the reject reason."""
 
 
+QUOTE_LIMIT = 120
+"""A reject reason quotes at most this many characters of the bad value (and says its length)."""
+
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_MAX_DIGITS = 40  # far beyond any column; keeps int()/float() away from huge texts
+
+
+def quote(value: Any) -> str:
+    """``repr(value)`` for a reject reason, cut to :data:`QUOTE_LIMIT` characters (a 1 MB field
+    gives a short reason, not a 1 MB log line)."""
+    if isinstance(value, str) and len(value) > QUOTE_LIMIT:
+        return f"{value[:QUOTE_LIMIT]!r}… ({len(value):,} characters)"
+    text = repr(value)
+    if len(text) > QUOTE_LIMIT:
+        return f"{text[:QUOTE_LIMIT]}… ({type(value).__name__} of {len(text):,} characters)"
+    return text
+
+
+def _kind(value: Any) -> str:
+    return "an object" if isinstance(value, Mapping) else f"a {type(value).__name__}"
+
+
 # ---- field readers (raise BadRecord with the reject reason) ------------------------------------
 
 
 def read_user_id(value: Any, what: str = "user id") -> int:
+    """A learner id: an integer or a text of ASCII digits, within ``user_id``'s column bounds."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise BadRecord(f"missing {what}")
     if isinstance(value, bool):
-        raise BadRecord(f"non-integer {what} {value!r}")
+        raise BadRecord(f"non-integer {what} {quote(value)}")
     if isinstance(value, int):
         uid = value
     elif isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
-            raise BadRecord(f"non-integer {what} {value!r}")
+            raise BadRecord(f"non-integer {what} {quote(value)}")
         uid = int(value)
     elif isinstance(value, str):
         text = value.strip()
-        if not text.lstrip("+-").isdigit():
-            raise BadRecord(f"non-integer {what} {value!r}")
+        if len(text) > _MAX_DIGITS or not _INTEGER.fullmatch(text):
+            raise BadRecord(f"non-integer {what} {quote(value)}")
         uid = int(text)
     else:
-        raise BadRecord(f"non-integer {what} {value!r}")
+        raise BadRecord(f"non-integer {what} {quote(value)}")
     if uid <= 0:
         raise BadRecord(f"non-positive {what} {uid}")
+    _lo, hi = USER_ID.bounds
+    if hi is not None and uid > hi:
+        raise BadRecord(f"{what} {quote(uid)} outside {USER_ID.bounds_text}")
     return uid
 
 
@@ -99,25 +130,28 @@ def record_user_id(rec: Mapping[str, Any]) -> int:
 
 
 def read_number(value: Any, name: str) -> float | None:
-    """A finite number (int/float or numeric text); None/"" → None."""
+    """A finite number (int/float, or a text of an ASCII decimal number); None/"" → None."""
     if value is None:
         return None
     if isinstance(value, bool):
-        raise BadRecord(f"non-numeric {name} {value!r}")
-    if isinstance(value, int | float):
+        raise BadRecord(f"non-numeric {name} {quote(value)}")
+    if isinstance(value, int):
+        if abs(value) > 10**_MAX_DIGITS:
+            raise BadRecord(f"{name} {quote(value)} out of range")
         num = float(value)
+    elif isinstance(value, float):
+        num = value
     elif isinstance(value, str):
         text = value.strip()
         if not text:
             return None
-        try:
-            num = float(text)
-        except ValueError:
-            raise BadRecord(f"non-numeric {name} {value!r}") from None
+        if len(text) > _MAX_DIGITS or not _DECIMAL.fullmatch(text):
+            raise BadRecord(f"non-numeric {name} {quote(value)}")
+        num = float(text)
     else:
-        raise BadRecord(f"non-numeric {name} {value!r}")
+        raise BadRecord(f"non-numeric {name} {quote(value)}")
     if not math.isfinite(num):
-        raise BadRecord(f"non-numeric {name} {value!r}")
+        raise BadRecord(f"non-numeric {name} {quote(value)}")
     return num
 
 
@@ -146,7 +180,7 @@ def read_count(value: Any, name: str) -> int | None:
     if num is None:
         return None
     if num != int(num):
-        raise BadRecord(f"non-integer {name} {value!r}")
+        raise BadRecord(f"non-integer {name} {quote(value)}")
     return int(num)
 
 
@@ -155,7 +189,7 @@ def read_optional_int(value: Any, name: str) -> int | None:
     if num is None:
         return None
     if num != int(num):
-        raise BadRecord(f"non-integer {name} {value!r}")
+        raise BadRecord(f"non-integer {name} {quote(value)}")
     return int(num)
 
 
@@ -174,20 +208,23 @@ def read_bool(value: Any, name: str) -> bool | None:
             return False
         if not text:
             return None
-    raise BadRecord(f"non-boolean {name} {value!r}")
+    raise BadRecord(f"non-boolean {name} {quote(value)}")
 
 
 def read_time(value: Any, name: str) -> pd.Timestamp | None:
     try:
         return parse_timestamp(value)
-    except TimeParseError:
-        raise BadRecord(f"unparseable {name} {value!r}") from None
+    except (TimeParseError, ValueError, OverflowError):
+        raise BadRecord(f"unparseable {name} {quote(value)}") from None
 
 
 def read_text(spec: TableSpec, name: str, value: Any, *, truncate: bool) -> str | None:
-    """Text for a varchar column: None/"" → None; too long → truncated or rejected."""
+    """Text for a varchar column: a string (a number is written as text); None/"" → None; an
+    object, a list or a boolean is rejected; too long → truncated or rejected."""
     if value is None:
         return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise BadRecord(f"{name} is {_kind(value)}, not text: {quote(value)}")
     text = value if isinstance(value, str) else str(value)
     if not text.strip():
         return None
@@ -197,6 +234,19 @@ def read_text(spec: TableSpec, name: str, value: Any, *, truncate: bool) -> str 
             raise BadRecord(f"{name} longer than {length} characters")
         text = text[:length]
     return text
+
+
+def check_bounds(spec: TableSpec, row: Mapping[str, Any]) -> None:
+    """Reject a row whose numeric value lies outside its column's bounds (the declared range
+    within what the SQL type stores), before it reaches a frame or the database."""
+    for name, value in row.items():
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        column = spec.column(name)
+        lo, hi = column.bounds
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            shown = str(value) if isinstance(value, int) and abs(value) < 10**15 else f"{value:g}"
+            raise BadRecord(f"{name} {shown} outside {column.bounds_text}")
 
 
 def read_section(payload: Mapping[str, Any], key: str) -> Mapping[str, Any]:
