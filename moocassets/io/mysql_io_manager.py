@@ -1,7 +1,9 @@
 """The warehouse IO manager: per-partition atomic replace of declared tables in MySQL/MariaDB.
 
 Every asset is stored in the table named by the last part of its asset key, with the columns, keys
-and dtypes declared in :mod:`moocassets.schema` (``table_spec(name)``).
+and dtypes declared in :mod:`moocassets.schema` (``table_spec(name)``). This class is a thin layer:
+each stage below lives in a module of its own (``load_format.prepare_frame``, ``ddl.ensure_table``,
+``locks``, ``write.write_table``, ``read.read_table``, ``run_cache``).
 
 Write (``handle_output``)
     1. ``spec.coerce_frame`` + ``spec.validate_frame`` and a check that every row's ``course_id``
