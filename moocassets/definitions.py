@@ -9,6 +9,7 @@ from moocassets.assets.extract import EXTRACT_ASSETS
 from moocassets.assets.risk import RISK_ASSETS
 from moocassets.assets.warehouse import WAREHOUSE_ASSETS
 from moocassets.automation import automation_defs, settings_from_env, with_automation
+from moocassets.execution import build_executor
 from moocassets.io import ExtractStoreIOManager, ModelStoreIOManager, WarehouseIOManager
 from moocassets.sources import H5PApiResource, MoocApiResource
 
@@ -27,8 +28,10 @@ def build_resources() -> dict[str, object]:
             base_url=settings.env_or_default(settings.H5P_API_URL, settings.DEFAULT_H5P_API_URL),
         ),
         "warehouse_io_manager": WarehouseIOManager(database_url=database_url),
-        "extract_io_manager": ExtractStoreIOManager(),
-        "model_io_manager": ModelStoreIOManager(),
+        # extract frames and models in the warehouse database: every step reaches them, on
+        # whichever host it runs (moocassets/io/objects.py)
+        "extract_io_manager": ExtractStoreIOManager(database_url=database_url),
+        "model_io_manager": ModelStoreIOManager(database_url=database_url),
     }
 
 
@@ -47,9 +50,8 @@ def build_core_defs() -> dg.Definitions:
         assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
         jobs=[course_refresh_job],
         resources=build_resources(),
-        # One course partition per run; steps run in one process (no per-step process start-up,
-        # one HTTP client per system per run). The H5P fan-out is concurrent inside each step.
-        executor=dg.in_process_executor,
+        # MOOCASSETS_EXECUTOR: in_process (default) or celery (moocassets/execution.py)
+        executor=build_executor(settings.executor_name()),
     )
 
 # Sensors, automation sensor; conditions + freshness on the assets (docs/AUTOMATION.md).
@@ -63,3 +65,10 @@ defs = with_automation(
     ),
     _automation_settings,
 )
+
+
+def course_refresh() -> dg.JobDefinition:
+    """``course_refresh`` of ``defs``, at module scope so ``dg.reconstructable`` can point at it:
+    a run outside the webserver/daemon on the Celery executor (``moocassets.backfill``) needs a
+    job its workers can rebuild."""
+    return defs.resolve_job_def(course_refresh_job.name)

@@ -21,6 +21,7 @@ from moocassets.assets.common import (
     course_keys,
     split_by_course,
 )
+from moocassets.execution import h5p_queue_tags
 from moocassets.partitions import course_partitions
 from moocassets.sources import FetchStats, H5PApiResource, MoocApiResource
 from moocassets.transforms import payloads
@@ -222,6 +223,8 @@ def _h5p_extract(
     @dg.asset(
         name=name,
         ins={"mooc_enrollments_extract": dg.AssetIn()},
+        # on Celery, the H5P queue: its workers bound the load on the H5P server
+        op_tags=h5p_queue_tags(),
         **_extract_kwargs(description, H5P_POOL, spec),
     )
     def _asset(
