@@ -7,6 +7,7 @@ unpartitioned asset) and write several objects in one atomic step:
   ``os.replace``). Only one host sees it: the local default of a single-process deployment.
 * :class:`TableObjects` -- the table ``pipeline_objects`` in the warehouse database, which every
   step reaches wherever it runs (Celery workers on other hosts, run containers). An object is
+  pickled, compressed (zlib level 1: extract frames shrink several times, for little CPU) and
   split into chunks of at most :data:`CHUNK_BYTES` (well under MySQL's ``max_allowed_packet``);
   a write replaces all the objects it names in ONE transaction, so a reader sees the previous
   objects or the new ones, never a mix, and an interrupted write leaves the previous ones.
@@ -22,6 +23,7 @@ import pickle
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,7 +133,8 @@ OBJECTS = sa.Table(
     sa.Column("data", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"),
               nullable=False),
     sa.Column("written_at", sa.DateTime, nullable=False),
-    comment="moocassets extract frames and models (pickled, chunked): moocassets/io/objects.py",
+    comment="moocassets extract frames and models (zlib-compressed pickles in chunks): "
+    "moocassets/io/objects.py",
     mysql_charset="utf8mb4",
 )
 
@@ -169,7 +172,7 @@ class TableObjects:
         now = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
         rows: list[dict[str, Any]] = []
         for key, obj in objects.items():
-            blob = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            blob = zlib.compress(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), 1)
             for i, start in enumerate(range(0, max(len(blob), 1), CHUNK_BYTES)):
                 rows.append({"store": key.store, "asset": key.asset,
                              "partition_key": key.partition, "chunk": i,
@@ -194,7 +197,7 @@ class TableObjects:
                 parts = [bytes(row[0]) for row in conn.execute(stmt)]
                 if parts:
                     chunks[key] = parts
-        return {k: pickle.loads(b"".join(parts)) for k, parts in chunks.items()}
+        return {k: pickle.loads(zlib.decompress(b"".join(parts))) for k, parts in chunks.items()}
 
     @staticmethod
     def _match(key: ObjectKey) -> tuple[sa.ColumnElement[bool], ...]:

@@ -241,6 +241,8 @@ def start_worker(stack: contextlib.ExitStack, host: Host, parent: Path, env: Map
     """``dagster-celery worker start`` inside ``host`` with its own DAGSTER_HOME and TMPDIR."""
     home = parent / f"worker_{host.name}"
     (home / "tmp").mkdir(parents=True)
+    # the deployment's instance config (storage from the worker's own DAGSTER_MYSQL_URL)
+    shutil.copy(REPO / "deploy" / "celery" / "dagster.yaml", home / "dagster.yaml")
     log = home / "worker.log"
     worker_env = {**env, "DAGSTER_HOME": str(home), "TMPDIR": str(home / "tmp"),
                   "PATH": f"{BIN}{os.pathsep}{env.get('PATH', os.defpath)}"}
