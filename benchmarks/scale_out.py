@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import statistics
@@ -264,35 +265,46 @@ def run_mode(mode: str, root: str, password: str, dbs: Databases, tmp: Path,
 # =============================================================================================
 
 
-def model(in_process: dict[str, Any], celery: dict[str, Any], courses: int = MODEL_COURSES,
+def model(modes: dict[str, dict[str, Any]], courses: int = MODEL_COURSES,
           workers: Sequence[int] = MODEL_WORKERS) -> dict[str, Any]:
     """Wall time of ``courses`` one-course runs at N workers, from the measured per-step costs.
 
-    * **work** per course ``W`` = the worker time one run needs (pickup → success of every step,
-      i.e. the step plus the worker's per-step set-up), measured with Celery;
-    * **latency** per run ``L`` = the run's wall time with one run at a time (its critical path
-      plus the broker and polling delays), measured with Celery;
+    * **work** per course ``W`` = the worker time one run needs (pickup → success of every step:
+      the step plus the worker's per-step set-up), the least of the Celery modes (the least
+      contended measurement: on 2 cores a second worker slows both);
+    * **latency** per run ``L`` = the run's wall time with one run at a time (critical path plus
+      broker and polling delays), from the Celery mode with the most workers;
     * runs in flight ``R`` = ``max_concurrent_runs`` (8, deploy/celery/dagster.yaml).
 
-    ``wall(N) = courses x max(W / N, L / R)``: N workers process W seconds of steps per course in
-    parallel until the run queue, not the workers, is the bound (then more workers idle). Each
-    worker is assumed to have its own core, and MySQL, RabbitMQ and the source servers to keep
-    up (the H5P server sees at most 16 calls per H5P worker process); none of that is measured
-    beyond 2 workers here. The in-process executor at the same run concurrency, for reference:
-    ``courses x L_in / R`` with one run per process (8 processes = 8 cores).
+    ``wall(N) = courses x max(W / N, L / R)``: N workers get through W seconds of steps per
+    course in parallel until the run queue, not the workers, is the bound; ``R >= N x L / W``
+    keeps N workers busy. Each worker is assumed to have its own core, and MySQL, RabbitMQ and
+    the source servers to keep up (the H5P server sees at most 16 calls per H5P worker process);
+    none of that is measured beyond 2 workers here.
     """
-    per_run_busy = celery["worker_busy_per_run_s"]["mean_s"] or 0.0
-    latency = statistics.fmean(celery["run_wall_s"])
-    latency_in = statistics.fmean(in_process["run_wall_s"])
+    celery = [m for m in modes.values() if m["workers"]]
+    work = min(m["worker_busy_per_run_s"]["mean_s"] or 0.0 for m in celery)
+    widest = max(celery, key=lambda m: m["workers"])
+    latency = statistics.fmean(widest["run_wall_s"])
     rows = []
     for n in workers:
-        wall = courses * max(per_run_busy / n, latency / MAX_CONCURRENT_RUNS)
+        by_workers, by_runs = work / n, latency / MAX_CONCURRENT_RUNS
+        wall = courses * max(by_workers, by_runs)
         rows.append({"workers": n, "wall_s": wall, "wall_h": wall / 3600,
-                     "bound": "workers" if per_run_busy / n >= latency / MAX_CONCURRENT_RUNS
-                     else "run concurrency"})
-    return {"courses": courses, "work_per_course_s": per_run_busy, "latency_per_run_s": latency,
-            "max_concurrent_runs": MAX_CONCURRENT_RUNS, "rows": rows,
-            "in_process_8_runs_wall_s": courses * latency_in / MAX_CONCURRENT_RUNS}
+                     "bound": "workers" if by_workers >= by_runs else "runs in flight",
+                     "runs_in_flight_to_keep_busy": math.ceil(n * latency / work)})
+    return {"courses": courses, "work_per_course_s": work, "latency_per_run_s": latency,
+            "max_concurrent_runs": MAX_CONCURRENT_RUNS, "rows": rows}
+
+
+def per_step_overhead(modes: dict[str, dict[str, Any]]) -> float | None:
+    """Extra wall time per step of Celery with ONE worker over the in-process executor (both run
+    the steps one at a time): broker round trip, the worker's set-up, the executor's 1 s poll."""
+    one = next((m for m in modes.values() if m["workers"] == 1), None)
+    base = modes.get("in_process")
+    if one is None or base is None or not one["submit_to_pickup"]["n"]:
+        return None
+    return (one["wall_s"] - base["wall_s"]) / one["submit_to_pickup"]["n"]
 
 
 # =============================================================================================
@@ -304,30 +316,34 @@ def tables(res: dict[str, Any]) -> tuple[str, str]:
     modes = res["modes"]
     base = modes["in_process"]
     header = ["figure", *modes]
+
+    def celery_only(m: dict[str, Any], value: Any) -> Any:
+        return value if m["workers"] else None
+
     rows: list[list[Any]] = [
         ["wall time (s)", *(m["wall_s"] for m in modes.values())],
         ["vs in-process", *(ratio(m["wall_s"], base["wall_s"]) for m in modes.values())],
         ["requests", *(m["requests"] for m in modes.values())],
-        ["time in steps (s)", *(m["steps_s"] for m in modes.values())],
-        ["outside steps (s)", *(m["outside_steps_s"] for m in modes.values())],
+        ["sum of step times (s)", *(m["steps_s"] for m in modes.values())],
+        ["worker time per run (s)",
+         *(celery_only(m, m["worker_busy_per_run_s"]["mean_s"]) for m in modes.values())],
         ["submit → pickup, median (s)",
          *(m["submit_to_pickup"]["median_s"] for m in modes.values())],
         ["submit → pickup, min (s)", *(m["submit_to_pickup"]["min_s"] for m in modes.values())],
         ["pickup → start, median (s)",
          *(m["pickup_to_start"]["median_s"] for m in modes.values())],
-        ["worker time per run (s)",
-         *(m["worker_busy_per_run_s"]["mean_s"] for m in modes.values())],
     ]
     measured = format_table(rows, header, markdown=True)
-    mdl = res["model"]
-    model_rows = [[r["workers"], r["wall_s"], r["wall_h"], r["bound"]] for r in mdl["rows"]]
-    modelled = format_table(model_rows, ["workers", "wall (s)", "wall (h)", "bound by"],
-                            markdown=True)
+    model_rows = [[r["workers"], r["wall_s"], r["wall_h"], r["bound"],
+                   r["runs_in_flight_to_keep_busy"]] for r in res["model"]["rows"]]
+    modelled = format_table(model_rows, ["workers", "wall (s)", "wall (h)", "bound by",
+                                         "runs in flight to keep them busy"], markdown=True)
     return measured, modelled
 
 
 def markdown(res: dict[str, Any], measured: str, modelled: str) -> str:
     cfg, mdl = res["config"], res["model"]
+    overhead = res.get("per_step_overhead_s")
     return "\n".join([
         "# Scale-out benchmark (`python -m benchmarks.scale_out"
         + (" --quick" if cfg["quick"] else "") + "`)",
@@ -345,20 +361,24 @@ def markdown(res: dict[str, Any], measured: str, modelled: str) -> str:
         "the transit alone); pickup → start: the worker rebuilding the instance, the execution "
         "plan and the resources for the step; worker time per run: pickup → success summed over "
         "the run's steps.",
+        "- per-step overhead of Celery (one worker vs in-process, both one step at a time): "
+        + (f"**{overhead:.2f} s per step**" if overhead is not None else "–")
+        + " of wall time (broker round trip, the worker's set-up, and dagster-celery's 1 s "
+        "result poll). Requests: each MOOC step on a worker logs in on its own (in-process: "
+        "once per run).",
         "",
         f"## Model: {mdl['courses']:,} courses at N workers",
         "",
-        f"From the Celery run with the most workers: work per course W = "
-        f"{mdl['work_per_course_s']:.1f} s of worker time, run latency L = "
-        f"{mdl['latency_per_run_s']:.1f} s, {mdl['max_concurrent_runs']} runs in flight: "
-        f"`wall(N) = courses x max(W / N, L / {mdl['max_concurrent_runs']})`.",
+        f"Work per course W = {mdl['work_per_course_s']:.1f} s of worker time (least contended "
+        f"Celery mode), run latency L = {mdl['latency_per_run_s']:.1f} s (mode with the most "
+        f"workers), R = {mdl['max_concurrent_runs']} runs in flight: "
+        f"`wall(N) = courses x max(W / N, L / R)`; R ≥ N x L / W keeps N workers busy "
+        "(`concurrency.runs.max_concurrent_runs`).",
         "",
         modelled,
         "",
-        f"For reference, the in-process executor with {mdl['max_concurrent_runs']} run "
-        f"processes in parallel (8 cores): {mdl['in_process_8_runs_wall_s']:.0f} s. Assumes a "
-        "core per worker and MySQL, RabbitMQ and the sources keeping up (not measured beyond 2 "
-        "workers).",
+        "Assumes a core per worker and MySQL, RabbitMQ and the sources keeping up (not measured "
+        "beyond 2 workers on this 2-core machine).",
         "",
     ])
 
@@ -404,8 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dbs.drop_all()
         shutil.rmtree(tmp, ignore_errors=True)
     res["load_end"] = _load()
-    celery_modes = [m for m in modes if m.startswith("celery")]
-    res["model"] = model(res["modes"]["in_process"], res["modes"][celery_modes[-1]])
+    res["model"] = model(res["modes"])
+    res["per_step_overhead_s"] = per_step_overhead(res["modes"])
     measured, modelled = tables(res)
     print(measured, "\n", modelled, sep="\n")
     out_dir = Path(args.output_dir)
