@@ -29,12 +29,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from moocassets.io.engine import make_engine, safe_url
-from moocassets.io.mysql_io_manager import (
-    WriteOptions,
-    load_data_bytes,
-    prepare_frame,
-    write_table,
-)
+from moocassets.io.load_format import load_data_bytes, prepare_frame
+from moocassets.io.write import WriteOptions, write_table
 from moocassets.schema import table_spec
 
 SPEC = table_spec("h5p_scores")

@@ -914,7 +914,8 @@ def phase_write_floor(source_url: str, dbs: Databases) -> dict[str, Any]:
     """Every table's rows as the backfill wrote them: TSV formatting + LOAD DATA into empty
     copies (one file per table, one transaction per table)."""
     from moocassets.io import make_engine
-    from moocassets.io.mysql_io_manager import load_data_bytes, prepare_frame, read_table
+    from moocassets.io.load_format import load_data_bytes, prepare_frame
+    from moocassets.io.read import read_table
     from moocassets.schema import table_spec
 
     target = dbs.create("writefloor")
@@ -1089,8 +1090,8 @@ def phase_incremental(root: str, password: str, main: dict[str, Any], course_id:
 PROFILE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # first match wins: specific work first, then "the rest of an extract step" = waiting for the
     # fan-out (directly, or on the next course's prefetch in a ranged run)
-    ("MySQL writes (IO manager write_table)", ("write_table (moocassets/io/mysql_io_manager",)),
-    ("MySQL reads (IO manager load_input)", ("read_table (moocassets/io/mysql_io_manager",)),
+    ("MySQL writes (IO manager write_table)", ("write_table (moocassets/io/write",)),
+    ("MySQL reads (IO manager load_input)", ("read_table (moocassets/io/read",)),
     ("extract store pickles", ("moocassets/io/extract_store.py", "moocassets/io/files.py")),
     ("dagster-pandas type checks", ("dagster_pandas/",)),
     ("transforms + schema coercion", ("moocassets/transforms/", "moocassets/schema.py")),

@@ -36,8 +36,7 @@ DROPOUT_MIN_LEARNERS = 50
 DROPOUT_MIN_WEEKS = 4
 
 SUMMARY_OF: dict[str, tuple[str, Callable[[pd.DataFrame], pd.DataFrame]]] = {
-    "h5p_scores_summary": ("h5p_scores", summaries.h5p_summary),
-    "video_progress_summary": ("video_progress", summaries.video_summary),
+    s.table: (s.detail, s.aggregate) for s in summaries.SUMMARIES
 }
 
 
@@ -88,31 +87,26 @@ def evaluate_unique_key(spec: TableSpec, frame: pd.DataFrame) -> Outcome:
 
 
 def evaluate_value_ranges(spec: TableSpec, frame: pd.DataFrame) -> Outcome:
+    """Every numeric value within its column's :attr:`~moocassets.schema.Column.bounds`."""
     problems: list[str] = []
     bad_by_column: dict[str, int] = {}
     for col in spec.columns:
-        if (col.min_value is None and col.max_value is None) or col.name not in frame:
+        if col.bounds == (None, None) or col.name not in frame:
             continue
-        values = pd.to_numeric(frame[col.name], errors="coerce").astype("float64")
-        bad = pd.Series(False, index=frame.index)
-        if col.min_value is not None:
-            bad |= values < col.min_value
-        if col.max_value is not None:
-            bad |= values > col.max_value
-        n = int(bad.fillna(False).sum())
+        bad = col.out_of_range(frame[col.name])
+        n = int(bad.sum())
         if n:
             bad_by_column[col.name] = n
-            rows = frame[bad.fillna(False)]
+            rows = frame[bad]
             sample = [
                 f"{k} -> {_plain(v)}"
                 for k, v in zip(
                     _keys_sample(rows, spec.unique_key, len(rows)), rows[col.name], strict=False
                 )
             ][:SAMPLE]
-            lo = "-inf" if col.min_value is None else f"{col.min_value:g}"
-            hi = "inf" if col.max_value is None else f"{col.max_value:g}"
             problems.append(
-                f"column {col.name}: {n} value(s) outside [{lo}, {hi}], e.g. {'; '.join(sample)}"
+                f"column {col.name}: {n} value(s) outside {col.bounds_text}, "
+                f"e.g. {'; '.join(sample)}"
             )
     if not problems:
         return Outcome(True, f"{spec.name}: all bounded columns in range", {"rows": len(frame)})

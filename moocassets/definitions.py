@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from moocassets import settings
-from moocassets.assets.extract import EXTRACT_ASSETS
-from moocassets.assets.risk import RISK_ASSETS
-from moocassets.assets.warehouse import WAREHOUSE_ASSETS
+from moocassets import keys, settings
+from moocassets.assets import ALL_ASSETS
 from moocassets.automation import automation_defs, settings_from_env, with_automation
 from moocassets.execution import build_executor
 from moocassets.io import ExtractStoreIOManager, ModelStoreIOManager, WarehouseIOManager
@@ -18,20 +16,20 @@ def build_resources() -> dict[str, object]:
     """Resources from the environment (see README "Configuration")."""
     database_url = settings.database_url()
     return {
-        "mooc": MoocApiResource(
+        keys.MOOC_RESOURCE: MoocApiResource(
             base_url=settings.env_or_default(settings.MOOC_API_URL, settings.DEFAULT_MOOC_API_URL),
             sessionid=settings.env_or_none(settings.MOOC_SESSIONID),
             email=settings.env_or_none(settings.MOOC_EMAIL),
             password=settings.env_or_none(settings.MOOC_PASSWORD),
         ),
-        "h5p": H5PApiResource(
+        keys.H5P_RESOURCE: H5PApiResource(
             base_url=settings.env_or_default(settings.H5P_API_URL, settings.DEFAULT_H5P_API_URL),
         ),
-        "warehouse_io_manager": WarehouseIOManager(database_url=database_url),
-        # extract frames and models in the warehouse database: every step reaches them, on
-        # whichever host it runs (moocassets/io/objects.py)
-        "extract_io_manager": ExtractStoreIOManager(database_url=database_url),
-        "model_io_manager": ModelStoreIOManager(database_url=database_url),
+        keys.WAREHOUSE_IO: WarehouseIOManager(database_url=database_url),
+        # extract frames, features and models in the warehouse database: every step reaches
+        # them, on whichever host it runs (moocassets/io/objects.py)
+        keys.EXTRACT_IO: ExtractStoreIOManager(database_url=database_url),
+        keys.MODEL_IO: ModelStoreIOManager(database_url=database_url),
     }
 
 
@@ -39,7 +37,7 @@ def build_resources() -> dict[str, object]:
 # e.g. `dagster job backfill -w workspace.yaml -j course_refresh --partitions "K1,K2"`.
 course_refresh_job = dg.define_asset_job(
     "course_refresh",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("risk"),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(keys.RISK_GROUP),
     description="Refresh every table of the selected course partitions (one run per course).",
 )
 
@@ -47,7 +45,7 @@ course_refresh_job = dg.define_asset_job(
 def build_core_defs() -> dg.Definitions:
     """Assets, resources, executor (a function: one module-level Definitions only)."""
     return dg.Definitions(
-        assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
+        assets=ALL_ASSETS,
         jobs=[course_refresh_job],
         resources=build_resources(),
         # MOOCASSETS_EXECUTOR: in_process (default) or celery (moocassets/execution.py)

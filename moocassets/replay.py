@@ -2,9 +2,10 @@
 
 The simulator's ASGI app is called in-process through the project's real source clients
 (:class:`MoocApiResource` / :class:`H5PApiResource` with ``httpx.ASGITransport``), and the frames
-are built by the same pure transforms as the pipeline (``payloads`` → ``restrict_to_enrolled`` →
-``summaries`` → ``features.build_raw_data``). Only the simulator's clock moves
-(``world.set_now``), so a whole course history takes seconds instead of one Dagster run per week.
+are built by the same declarations and pure transforms as the pipeline (the endpoint table's
+fetch and parse → ``restrict_to_enrolled`` → ``summaries`` → ``features.build_raw_data``). Only
+the simulator's clock moves (``world.set_now``), so a whole course history takes seconds instead
+of one Dagster run per week.
 
 Used by the risk tests, ``benchmarks/risk_evaluation.py`` and the CLI::
 
@@ -28,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pandas as pd
 
+from moocassets import keys
+from moocassets.endpoints import ENDPOINTS, ENROLLMENTS
 from moocassets.simulator import World, WorldConfig, create_app
 from moocassets.sources import H5PApiResource, MoocApiResource
 from moocassets.transforms import features, payloads, summaries
@@ -86,38 +89,34 @@ def snapshot(
 ) -> pd.DataFrame:
     """The ``raw_data`` feature + label rows of ``course_id`` as of the world's current time.
 
-    The same code path as the extract and warehouse assets, minus Dagster and MySQL.
+    The pipeline's code path minus Dagster and MySQL, generated from the same declarations: every
+    endpoint of :data:`moocassets.endpoints.ENDPOINTS` fetched and parsed, kept to the enrolled
+    learners, the summaries of :data:`moocassets.transforms.summaries.SUMMARIES`, then
+    ``features.build_raw_data`` on :data:`moocassets.transforms.features.INPUT_TABLES`.
     """
     now = sources.world.now
-    mooc, h5p = sources.mooc, sources.h5p
-    course = payloads.course_frame(course_id, mooc.course_details(course_id).data)
-    enrolled = payloads.enrollment_rows(course_id, mooc.enrollments(course_id).data, now).frame
-
-    def kept(frame: pd.DataFrame) -> pd.DataFrame:
-        return restrict_to_enrolled(frame, enrolled)[0]
-
-    grades = kept(payloads.grade_rows(course_id, mooc.grades(course_id).data, now).frame)
-    progress = kept(payloads.progress_rows(course_id, mooc.progress(course_id).data, now).frame)
-    discussions = kept(
-        payloads.discussion_rows(course_id, mooc.discussions(course_id).data, now).frame
-    )
+    clients = {"mooc": sources.mooc, "h5p": sources.h5p}
+    tables: dict[str, pd.DataFrame] = {
+        keys.COURSE_EXTRACT: payloads.course_frame(
+            course_id, sources.mooc.course_details(course_id).data
+        )
+    }
+    enrolled = ENROLLMENTS.parse(
+        course_id, ENROLLMENTS.fetch(sources.mooc, course_id, (), None).data, now
+    ).frame
+    tables[ENROLLMENTS.table.name] = enrolled
     user_ids = sorted(int(u) for u in enrolled["user_id"].dropna().unique())
-    scores = kept(payloads.h5p_score_rows(course_id, h5p.scores(course_id, user_ids).data, now)
-                  .frame)
-    videos = kept(payloads.video_rows(course_id, h5p.video_progress(course_id, user_ids).data, now)
-                  .frame)
-    dashboard = kept(
-        payloads.dashboard_rows(course_id, h5p.dashboards(course_id, user_ids).data, now).frame
-    )
+    for ep in ENDPOINTS:
+        if ep is ENROLLMENTS:
+            continue
+        fetched = ep.fetch(clients[ep.system], course_id, user_ids, None)
+        tables[ep.table.name] = restrict_to_enrolled(
+            ep.parse(course_id, fetched.data, now).frame, enrolled
+        )[0]
+    for summary in summaries.SUMMARIES:
+        tables[summary.table] = summary.aggregate(tables[summary.detail])
     return features.build_raw_data(
-        enrollments=enrolled,
-        grades=grades,
-        progress=progress,
-        discussions=discussions,
-        h5p_summary=summaries.h5p_summary(scores),
-        video_summary=summaries.video_summary(videos),
-        dashboard=dashboard,
-        course=course,
+        **{arg: tables[table] for arg, table in features.INPUT_TABLES.items()},
         evaluation_time=now,
         inactivity_days=inactivity_days,
     )

@@ -36,6 +36,10 @@ class SchemaError(ValueError):
     """A frame does not match its table's declared schema (the message names table and column)."""
 
 
+_INT_RANGE = (-2.0**31, 2.0**31 - 1)
+_BIGINT_RANGE = (-(2.0**63), 2.0**63 - 1)
+
+
 @dataclass(frozen=True)
 class Column:
     """One declared column."""
@@ -79,6 +83,53 @@ class Column:
             "datetime": "DATETIME",
             "json": "JSON",
         }[self.kind]
+
+    @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The values a numeric column accepts: its declared range within what its SQL type can
+        store (INT, BIGINT, DECIMAL(p,s)); (None, None) for other kinds.
+
+        The one source of the range rules: the frame validation (:meth:`TableSpec.validate_frame`),
+        the ``value_ranges`` asset check and the dagster-pandas type all derive from it, and the
+        payload parsers reject a record whose value falls outside it."""
+        if self.kind == "int":
+            lo, hi = _INT_RANGE
+        elif self.kind == "bigint":
+            lo, hi = _BIGINT_RANGE
+        elif self.kind == "decimal":
+            digits = (self.precision or 10) - (self.scale or 0)
+            hi = float(10**digits) - 10.0 ** -(self.scale or 0)
+            lo = -hi
+        else:
+            return None, None
+        if self.min_value is not None:
+            lo = max(lo, self.min_value)
+        if self.max_value is not None:
+            hi = min(hi, self.max_value)
+        return lo, hi
+
+    @property
+    def bounds_text(self) -> str:
+        """:attr:`bounds` for messages, e.g. ``[0, 100]`` or ``[1, 2147483647]``."""
+        return "[" + ", ".join(
+            "-inf" if v is None and i == 0 else "inf" if v is None
+            else (str(int(v)) if float(v).is_integer() else f"{v:.{self.scale or 6}f}")
+            for i, v in enumerate(self.bounds)
+        ) + "]"
+
+    def out_of_range(self, values: pd.Series) -> pd.Series:
+        """True where a (numeric) value lies outside :attr:`bounds`; NULL and non-numeric values
+        are not out of range."""
+        lo, hi = self.bounds
+        if lo is None and hi is None:
+            return pd.Series(False, index=values.index)
+        num = pd.to_numeric(values, errors="coerce").astype("float64")
+        bad = pd.Series(False, index=values.index)
+        if lo is not None:
+            bad |= num < lo
+        if hi is not None:
+            bad |= num > hi
+        return bad.fillna(False).astype(bool)
 
     def sqlalchemy_type(self) -> sa.types.TypeEngine[Any]:
         if self.kind == "int":
@@ -246,19 +297,13 @@ class TableSpec:
             if not c.nullable and s.isna().any():
                 rows = list(s.index[s.isna()][:5])
                 raise SchemaError(f"table {self.name}, column {c.name}: NULL in rows {rows}")
-            if c.min_value is not None or c.max_value is not None:
-                num = s.dropna()
-                bad = pd.Series(False, index=num.index)
-                if c.min_value is not None:
-                    bad |= num < c.min_value
-                if c.max_value is not None:
-                    bad |= num > c.max_value
-                if bad.any():
-                    sample = num[bad].head(5).tolist()
-                    raise SchemaError(
-                        f"table {self.name}, column {c.name}: values out of range "
-                        f"[{c.min_value}, {c.max_value}]: {sample}"
-                    )
+            bad = c.out_of_range(s)
+            if bad.any():
+                sample = s[bad].head(5).tolist()
+                raise SchemaError(
+                    f"table {self.name}, column {c.name}: values out of range "
+                    f"{c.bounds_text}: {sample}"
+                )
             if c.categories is not None:
                 vals = s.dropna()
                 bad_vals = sorted(set(vals) - c.categories)
@@ -347,19 +392,16 @@ def _build_dagster_type(spec: TableSpec) -> dg.DagsterType:
         for c in spec.columns:
             nn = not c.nullable
             ign = c.nullable
+            lo, hi = c.bounds
+            lo = -float("inf") if lo is None else lo
+            hi = float("inf") if hi is None else hi
             if c.kind in ("int", "bigint"):
                 cols.append(PandasColumn.integer_column(
-                    c.name,
-                    min_value=c.min_value if c.min_value is not None else -float("inf"),
-                    max_value=c.max_value if c.max_value is not None else float("inf"),
-                    non_nullable=nn, ignore_missing_vals=ign,
+                    c.name, min_value=lo, max_value=hi, non_nullable=nn, ignore_missing_vals=ign,
                 ))
             elif c.kind == "decimal":
                 cols.append(PandasColumn.float_column(
-                    c.name,
-                    min_value=c.min_value if c.min_value is not None else -float("inf"),
-                    max_value=c.max_value if c.max_value is not None else float("inf"),
-                    non_nullable=nn, ignore_missing_vals=ign,
+                    c.name, min_value=lo, max_value=hi, non_nullable=nn, ignore_missing_vals=ign,
                 ))
             elif c.kind == "bool":
                 cols.append(PandasColumn.boolean_column(c.name, non_nullable=nn))
@@ -616,6 +658,26 @@ RAW_DATA = TableSpec(
     indexes=(("user_id",), ("is_dropout",)),
 )
 
+SCORE_COLUMNS: tuple[str, ...] = (
+    "dropout_risk_score", "dropout_risk_reasons", "dropout_risk_model"
+)
+"""The columns of ``raw_data`` that the risk model fills; everything else is features and label."""
+
+RAW_DATA_HISTORY = TableSpec(
+    name="raw_data_history",
+    description=(
+        "Snapshots of raw_data's features and is_dropout label, one per learner, course and "
+        "as_of: the training data of the dropout risk model (docs/RISK.md)."
+    ),
+    columns=tuple(c for c in RAW_DATA.columns if c.name not in SCORE_COLUMNS),
+    unique_key=("course_id", "as_of", "user_id"),  # also serves the scoped DELETE
+    indexes=(("user_id",), ("as_of",)),
+)
+
+LEARNER_FEATURES = RAW_DATA_HISTORY
+"""The features and label of one course refresh (the ``learner_features`` frame) have exactly
+the columns of a ``raw_data_history`` snapshot."""
+
 WAREHOUSE_TABLES: tuple[TableSpec, ...] = (
     ENROLLMENTS,
     MOOC_GRADES,
@@ -628,8 +690,10 @@ WAREHOUSE_TABLES: tuple[TableSpec, ...] = (
     DASHBOARD_SUMMARY,
     RAW_DATA,
 )
+"""The ten ERD tables."""
 
-TABLES: Mapping[str, TableSpec] = {t.name: t for t in WAREHOUSE_TABLES}
+TABLES: Mapping[str, TableSpec] = {t.name: t for t in (*WAREHOUSE_TABLES, RAW_DATA_HISTORY)}
+"""Every table the warehouse IO manager writes, by name."""
 
 
 def table_spec(name: str) -> TableSpec:
@@ -637,14 +701,6 @@ def table_spec(name: str) -> TableSpec:
         return TABLES[name]
     except KeyError:
         raise KeyError(f"no declared schema for table {name!r}") from None
-
-
-def register(spec: TableSpec) -> TableSpec:
-    """Declare an additional table (e.g. a history table) so the IO manager can find it."""
-    if spec.name in TABLES and TABLES[spec.name] is not spec:
-        raise ValueError(f"table {spec.name} declared twice")
-    dict.__setitem__(TABLES, spec.name, spec)  # type: ignore[index]
-    return spec
 
 
 def frame_from_records(spec: TableSpec, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from moocassets import schema
-from moocassets.assets.warehouse import enrollments, h5p_scores, h5p_scores_summary
+from moocassets.assets.warehouse import WAREHOUSE_BY_TABLE
 from moocassets.checks import (
     SUMMARY_OF,
     Outcome,
@@ -182,7 +182,8 @@ def _run(
     frames = _frames()
     return dg.materialize(
         [_extract("mooc_enrollments_extract", frames["enrollments"]),
-         _extract("h5p_scores_extract", h5p), enrollments, h5p_scores, h5p_scores_summary],
+         _extract("h5p_scores_extract", h5p),
+         *(WAREHOUSE_BY_TABLE[t] for t in ("enrollments", "h5p_scores", "h5p_scores_summary"))],
         partition_key=COURSE, instance=instance, raise_on_error=False,
         resources={"extract_io_manager": dg.InMemoryIOManager(),
                    "warehouse_io_manager": WarehouseIOManager(database_url=database_url)},

@@ -19,9 +19,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from moocassets.assets.extract import EXTRACT_ASSETS
-from moocassets.assets.risk import RISK_ASSETS
-from moocassets.assets.warehouse import WAREHOUSE_ASSETS
+from moocassets.assets import ALL_ASSETS
 from moocassets.backfill import RANGE_END_TAG, RANGE_START_TAG, run_backfill
 from moocassets.io import (
     ExtractStoreIOManager,
@@ -84,14 +82,14 @@ def _materialize(sim: Sim, database_url: str, tmp_path: Path, course_id: str,
                  instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     as_of = {"config": {"as_of": sim.world.now.isoformat()}}
     return dg.materialize(
-        [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
+        ALL_ASSETS,
         # every course-partitioned asset; the (unpartitioned) model is trained separately, and
         # raw_data scores with the fallback rule until it exists
         selection=dg.AssetSelection.all() - dg.AssetSelection.assets("dropout_risk_model"),
         resources=_resources(sim, database_url, tmp_path),
         partition_key=course_id,
         instance=instance,
-        run_config={"ops": {"raw_data": as_of, "raw_data_history": as_of}},
+        run_config={"ops": {"learner_features": as_of}},
     )
 
 
@@ -232,10 +230,11 @@ def test_downstream_tables_rebuilt_from_mysql_equal_the_full_run(
     before = {name: _table(url, name, course_id) for name in downstream}
     as_of = {"config": {"as_of": sim.world.now.isoformat()}}
     result = dg.materialize(
-        [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
-        selection=dg.AssetSelection.assets(*downstream),  # their inputs are read from MySQL
+        ALL_ASSETS,
+        # their inputs are read from MySQL (learner_features recomputes raw_data's features)
+        selection=dg.AssetSelection.assets(*downstream, "learner_features"),
         resources=_resources(sim, url, tmp), partition_key=course_id, instance=instance,
-        run_config={"ops": {"raw_data": as_of}},
+        run_config={"ops": {"learner_features": as_of}},
     )
     assert result.success
     for name in downstream:
@@ -257,15 +256,15 @@ def test_one_ranged_run_over_every_course_gives_the_rows_of_per_course_runs(
     courses = instance.get_dynamic_partitions("course_id")
     as_of = {"config": {"as_of": sim.world.now.isoformat()}}
     result = dg.materialize(
-        [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
+        ALL_ASSETS,
         selection=dg.AssetSelection.all() - dg.AssetSelection.assets("dropout_risk_model"),
         resources=_resources(sim, mysql_database_url, tmp_path), instance=instance,
         tags={RANGE_START_TAG: courses[0], RANGE_END_TAG: courses[-1]},
-        run_config={"ops": {"raw_data": as_of, "raw_data_history": as_of}},
+        run_config={"ops": {"learner_features": as_of}},
     )
     assert result.success
     steps = {e.step_key for e in result.all_events if e.is_step_success}
-    assert "h5p_scores_extract" in steps and len(steps) == 19  # each step once, all courses
+    assert "h5p_scores_extract" in steps and len(steps) == 20  # each step once, all courses
     for spec in WAREHOUSE_TABLES:
         key = list(spec.unique_key)
         for course_id in courses:
@@ -288,7 +287,7 @@ def test_raw_data_and_its_history_snapshot_share_one_as_of_per_run(
     _, instance, _ = materialized
     course_id = TRICKY_COURSE
     result = dg.materialize(
-        [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS],
+        ALL_ASSETS,
         selection=dg.AssetSelection.all() - dg.AssetSelection.assets("dropout_risk_model"),
         resources=_resources(sim, mysql_database_url, tmp_path), partition_key=course_id,
         instance=instance,
@@ -303,6 +302,46 @@ def test_raw_data_and_its_history_snapshot_share_one_as_of_per_run(
                                   history[shared].reset_index(drop=True))
 
 
+def test_raw_data_and_history_share_as_of_when_every_step_has_its_own_process(
+    sim: Sim, mysql_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the multiprocess executor (one process per step, as on Celery workers) nothing is
+    shared through memory: raw_data and raw_data_history still carry one as_of and the same
+    features, because both read the learner_features frame from storage."""
+    from moocassets_tests.multiprocess_job import course_refresh_multiprocess
+
+    for name, value in {
+        "MOOCASSETS_DATABASE_URL": mysql_database_url,
+        "MOOCASSETS_MOOC_API_URL": f"{sim.root}/api/custom/v1",
+        "MOOCASSETS_H5P_API_URL": f"{sim.root}/wp-json/mooc/v1",
+        "MOOCASSETS_MOOC_EMAIL": EMAIL,
+        "MOOCASSETS_MOOC_PASSWORD": sim.password,
+    }.items():
+        monkeypatch.setenv(name, value)
+    course_id = TRICKY_COURSE
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("course_id", [course_id])
+        with dg.execute_job(
+            dg.reconstructable(course_refresh_multiprocess), instance=instance,
+            tags={"dagster/partition": course_id},
+        ) as result:
+            assert result.success
+            pids = {e.step_key: e.pid for e in result.all_events if e.is_step_start}
+            features_meta = next(
+                e.materialization.metadata for e in result.get_asset_materialization_events()
+                if e.asset_key == dg.AssetKey("learner_features")
+            )
+    assert len({pids["raw_data"], pids["raw_data_history"], pids["learner_features"]}) == 3
+    raw = _table(mysql_database_url, "raw_data", course_id).sort_values("user_id")
+    history = _table(mysql_database_url, "raw_data_history", course_id).sort_values("user_id")
+    assert len(raw) > 0 and raw["as_of"].nunique() == 1
+    assert history["as_of"].tolist() == raw["as_of"].tolist()
+    assert pd.Timestamp(features_meta["as_of"].value).tz_convert(None) == raw["as_of"].iloc[0]
+    shared = [c for c in history.columns if c not in ("id",)]
+    pd.testing.assert_frame_equal(raw[shared].reset_index(drop=True),
+                                  history[shared].reset_index(drop=True))
+
+
 def test_backfill_retries_a_failed_ranged_run_course_by_course(
     sim: Sim, mysql_database_url: str, tmp_path: Path
 ) -> None:
@@ -313,14 +352,14 @@ def test_backfill_retries_a_failed_ranged_run_course_by_course(
     good = list(sim.world.courses)
     broken = "course-v1:No+Such+2099"  # registered, but the MOOC does not know it
     defs = dg.Definitions(
-        assets=[*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS], jobs=[course_refresh_job],
+        assets=ALL_ASSETS, jobs=[course_refresh_job],
         resources=_resources(sim, mysql_database_url, tmp_path), executor=dg.in_process_executor,
     )
     as_of = {"config": {"as_of": sim.world.now.isoformat()}}
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("course_id", [good[0], broken, *good[1:]])
         runs = run_backfill(instance, [*good, broken], defs=defs,
-                            run_config={"ops": {"raw_data": as_of, "raw_data_history": as_of}})
+                            run_config={"ops": {"learner_features": as_of}})
     assert [len(r.courses) for r in runs] == [len(good) + 1] + [1] * (len(good) + 1)
     assert runs[0].superseded and not runs[0].success
     outcome = {r.courses[0]: r.success for r in runs[1:]}

@@ -1,13 +1,15 @@
-"""Extract assets (group ``extract``): one per source family, partitioned by ``course_id``.
+"""Extract assets (group ``extract``): one per source endpoint, partitioned by ``course_id``.
 
-Each asset calls a source resource, normalizes the payload with a pure transform
-(:mod:`moocassets.transforms.payloads`), applies the reject threshold and returns a typed frame.
+Generated from the endpoint table (:data:`moocassets.endpoints.ENDPOINTS`), plus
+``mooc_course_extract`` (the course's name and dates). Each asset calls its source resource,
+normalizes the payload with the endpoint's pure parser (:mod:`moocassets.transforms.payloads`),
+applies the reject threshold and returns a typed frame.
 Extract frames are kept by the ``extract_io_manager`` (one pickle per course under Dagster's
 storage, ``moocassets.io.extract_store``); the warehouse assets turn them into the ERD tables.
 """
 
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -15,21 +17,17 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from moocassets import schema
+from moocassets import keys, schema
 from moocassets.assets.common import (
     COURSE_FRAME_TYPE,
     course_keys,
     split_by_course,
 )
+from moocassets.endpoints import ENDPOINTS, Endpoint
 from moocassets.execution import h5p_queue_tags
 from moocassets.partitions import course_partitions
 from moocassets.sources import FetchStats, H5PApiResource, MoocApiResource
 from moocassets.transforms import payloads
-
-EXTRACT_GROUP = "extract"
-EXTRACT_IO = "extract_io_manager"
-MOOC_POOL = "mooc_api"
-H5P_POOL = "h5p_api"
 
 
 class ExtractConfig(dg.Config):
@@ -110,8 +108,8 @@ def _now() -> datetime:
 def _extract_kwargs(description: str, pool: str, spec: schema.TableSpec | None) -> dict[str, Any]:
     return {
         "partitions_def": course_partitions,
-        "group_name": EXTRACT_GROUP,
-        "io_manager_key": EXTRACT_IO,
+        "group_name": keys.EXTRACT_GROUP,
+        "io_manager_key": keys.EXTRACT_IO,
         "pool": pool,
         "kinds": {"python", "pandas"},
         "owners": ["team:learning-analytics"],
@@ -122,10 +120,11 @@ def _extract_kwargs(description: str, pool: str, spec: schema.TableSpec | None) 
 
 
 @dg.asset(
+    name=keys.COURSE_EXTRACT,
     **_extract_kwargs(
         "Course name, start and end (MOOC M2 `/course-details/display-name/`). Start and end "
         "decide whether a course has ended and fix `raw_data.as_of` for ended courses.",
-        MOOC_POOL,
+        keys.MOOC_POOL,
         None,
     ),
     dagster_type=COURSE_FRAME_TYPE,
@@ -144,7 +143,7 @@ def mooc_course_extract(
             **_stats_metadata(_merge_stats(stats)),
             "courses": dg.MetadataValue.md(frame.astype(str).to_markdown(index=False)),
             # read by the automation conditions: an ended course's data is final
-            "course_ends": dg.MetadataValue.json(
+            keys.COURSE_ENDS_METADATA: dg.MetadataValue.json(
                 {
                     row.course_id: (None if pd.isna(row.end) else row.end.isoformat())
                     for row in frame.itertuples()
@@ -155,91 +154,42 @@ def mooc_course_extract(
     return frame
 
 
-def _mooc_extract(
-    name: str,
-    endpoint: str,
-    description: str,
-    spec: schema.TableSpec,
-    fetch: Callable[[MoocApiResource, str, Any], Any],
-    parse: Callable[[str, Any, datetime], payloads.Parsed],
-) -> dg.AssetsDefinition:
-    @dg.asset(name=name, **_extract_kwargs(description, MOOC_POOL, spec))
+def _mooc_extract(ep: Endpoint) -> dg.AssetsDefinition:
+    @dg.asset(name=ep.extract, **_extract_kwargs(ep.extract_description, keys.MOOC_POOL, ep.table))
     def _asset(
         context: dg.AssetExecutionContext, config: ExtractConfig, mooc: MoocApiResource
     ) -> pd.DataFrame:
         parsed, stats = [], []
         for course_id in course_keys(context):
-            fetched = fetch(mooc, course_id, context.log)
+            fetched = ep.fetch(mooc, course_id, (), context.log)
             stats.append(fetched.stats)
-            parsed.append(parse(course_id, fetched.data, _now()))
-        return _finish(context, endpoint, parsed, _merge_stats(stats), config, spec)
+            parsed.append(ep.parse(course_id, fetched.data, _now()))
+        return _finish(context, ep.label, parsed, _merge_stats(stats), config, ep.table)
 
     return _asset
 
 
-mooc_enrollments_extract = _mooc_extract(
-    "mooc_enrollments_extract",
-    "M1 course-enrollments-attributes",
-    "Every enrollment of the course (MOOC M1, paged until a short page). Drives the learner "
-    "list of the H5P extracts.",
-    schema.ENROLLMENTS,
-    lambda m, c, log: m.enrollments(c, log=log),
-    payloads.enrollment_rows,
-)
-mooc_grades_extract = _mooc_extract(
-    "mooc_grades_extract",
-    "M4 export/student-grades",
-    "One grade row per learner (MOOC M4 export; both envelopes accepted).",
-    schema.MOOC_GRADES,
-    lambda m, c, log: m.grades(c, log=log),
-    payloads.grade_rows,
-)
-mooc_progress_extract = _mooc_extract(
-    "mooc_progress_extract",
-    "M5 export/student-progress",
-    "One progress row per learner (MOOC M5 export; both envelopes accepted).",
-    schema.MOOC_PROGRESS,
-    lambda m, c, log: m.progress(c, log=log),
-    payloads.progress_rows,
-)
-mooc_discussions_extract = _mooc_extract(
-    "mooc_discussions_extract",
-    "M6 export/student-discussions",
-    "Forum activity per learner (MOOC M6 export); learners without activity are absent.",
-    schema.MOOC_DISCUSSIONS,
-    lambda m, c, log: m.discussions(c, log=log),
-    payloads.discussion_rows,
-)
-
-
-def _h5p_extract(
-    name: str,
-    endpoint: str,
-    description: str,
-    spec: schema.TableSpec,
-    fetch: Callable[[H5PApiResource, str, list[int], Any], Any],
-    parse: Callable[[str, Any, datetime], payloads.Parsed],
-) -> dg.AssetsDefinition:
+def _h5p_extract(ep: Endpoint) -> dg.AssetsDefinition:
     @dg.asset(
-        name=name,
-        ins={"mooc_enrollments_extract": dg.AssetIn()},
+        name=ep.extract,
+        ins={"enrollments": dg.AssetIn(keys.ENROLLMENTS_EXTRACT)},
         # on Celery, the H5P queue: its workers bound the load on the H5P server
         op_tags=h5p_queue_tags(),
-        **_extract_kwargs(description, H5P_POOL, spec),
+        **_extract_kwargs(ep.extract_description, keys.H5P_POOL, ep.table),
     )
     def _asset(
         context: dg.AssetExecutionContext,
         config: ExtractConfig,
         h5p: H5PApiResource,
-        mooc_enrollments_extract: pd.DataFrame,
+        enrollments: pd.DataFrame,
     ) -> pd.DataFrame:
-        learners = split_by_course(mooc_enrollments_extract, course_keys(context))
+        learners = split_by_course(enrollments, course_keys(context))
 
         def fetch_course(course_id: str) -> Any:
             enrolled = learners[course_id]
             user_ids = sorted(int(u) for u in enrolled["user_id"].dropna().unique())
-            context.log.info(f"{endpoint}: {course_id}: fetching {len(user_ids)} learners")
-            return fetch(h5p, course_id, user_ids, context.log)
+            context.log.info(f"{ep.label}: {course_id}: fetching {len(user_ids)} learners")
+            return ep.fetch(h5p, course_id, user_ids, context.log)
 
         parsed, stats = [], []
         # Several courses (a ranged run): the next course's fan-out runs while this thread
@@ -252,45 +202,23 @@ def _h5p_extract(
                 if i + 1 < len(courses):
                     pending.append(prefetch.submit(fetch_course, courses[i + 1]))
                 stats.append(fetched.stats)
-                parsed.append(parse(course_id, fetched.data, _now()))
-        return _finish(context, endpoint, parsed, _merge_stats(stats), config, spec)
+                parsed.append(ep.parse(course_id, fetched.data, _now()))
+        return _finish(context, ep.label, parsed, _merge_stats(stats), config, ep.table)
 
     return _asset
 
 
-h5p_scores_extract = _h5p_extract(
-    "h5p_scores_extract",
-    "H1 scores",
-    "H5P content scores of every enrolled learner (H5P H1, one call per learner, fanned out "
-    "concurrently). A 404 `no_data` means the learner has no rows.",
-    schema.H5P_SCORES,
-    lambda h, c, u, log: h.scores(c, u, log=log),
-    payloads.h5p_score_rows,
-)
-video_progress_extract = _h5p_extract(
-    "video_progress_extract",
-    "H2 video-progress",
-    "Video progress of every enrolled learner (H5P H2, one call per learner).",
-    schema.VIDEO_PROGRESS,
-    lambda h, c, u, log: h.video_progress(c, u, log=log),
-    payloads.video_rows,
-)
-dashboard_extract = _h5p_extract(
-    "dashboard_extract",
-    "H3 combined-progress (H4 dashboard fallback)",
-    "Per-learner dashboard (H5P H3 combined progress; the older H4 dashboard when H3 fails).",
-    schema.DASHBOARD_SUMMARY,
-    lambda h, c, u, log: h.dashboards(c, u, log=log),
-    payloads.dashboard_rows,
-)
+def extract_asset(ep: Endpoint) -> dg.AssetsDefinition:
+    """The extract asset of one endpoint (see :mod:`moocassets.endpoints`)."""
+    return _h5p_extract(ep) if ep.per_learner else _mooc_extract(ep)
+
 
 EXTRACT_ASSETS: list[dg.AssetsDefinition] = [
     mooc_course_extract,
-    mooc_enrollments_extract,
-    mooc_grades_extract,
-    mooc_progress_extract,
-    mooc_discussions_extract,
-    h5p_scores_extract,
-    video_progress_extract,
-    dashboard_extract,
+    *(extract_asset(ep) for ep in ENDPOINTS),
 ]
+
+EXTRACT_BY_NAME: dict[str, dg.AssetsDefinition] = {
+    a.key.to_user_string(): a for a in EXTRACT_ASSETS
+}
+"""Each extract asset by its name."""

@@ -1,17 +1,16 @@
 """Risk assets: ``raw_data_history`` (snapshots) and ``dropout_risk_model`` (the trained score).
 
-Cycle-free: ``raw_data_history`` reads the same warehouse tables as ``raw_data`` (not
-``raw_data`` itself), ``dropout_risk_model`` reads all of ``raw_data_history``, and ``raw_data``
-reads the model. In a run that materializes both, the features are computed once and shared
-(``features_as_of``): the snapshot and ``raw_data`` have the same rows and ``as_of``. See
-docs/RISK.md.
+Cycle-free: ``raw_data_history`` and ``raw_data`` both read ``learner_features`` (the features
+and label of one refresh, computed once), ``dropout_risk_model`` reads all of
+``raw_data_history``, and ``raw_data`` reads the model. The snapshot and ``raw_data`` therefore
+have the same rows and ``as_of`` wherever their steps run. See docs/RISK.md.
 
 * ``raw_data_history`` (partitioned by course, group ``warehouse``): the feature + label rows as of
-  ``as_of`` (run config, default now), stored in table ``raw_data_history`` with unique key
-  ``(user_id, course_id, as_of)``. Each materialization adds (or, for the same ``as_of``,
-  replaces) one snapshot per course: the asset's definition metadata ``replace_scope: ["as_of"]``
-  asks the warehouse IO manager to delete only this course's rows at the ``as_of`` values being
-  written, not the whole partition.
+  ``as_of`` (``learner_features``' run config, default now), stored in table ``raw_data_history``
+  with unique key ``(course_id, as_of, user_id)``. Each materialization adds (or, for the same
+  ``as_of``, replaces) one snapshot per course: the asset's definition metadata
+  ``replace_scope: ["as_of"]`` asks the warehouse IO manager to delete only this course's rows at
+  the ``as_of`` values being written, not the whole partition.
 * ``dropout_risk_model`` (unpartitioned, group ``risk``): trains on every ended course in the
   history (:func:`moocassets.transforms.risk.select_model`) and reports its quality on held-out
   courses; pickled by the ``model_io_manager`` (``moocassets.io.model_store``).
@@ -24,52 +23,21 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from moocassets import schema
-from moocassets.assets.warehouse import (
-    RAW_DATA_UPSTREAM,
-    WAREHOUSE_GROUP,
-    WAREHOUSE_IO,
-    WAREHOUSE_POOL,
-    RawDataConfig,
-    features_as_of,
-)
+from moocassets import keys, schema
+from moocassets.assets.features import as_of_values
 from moocassets.partitions import course_partitions
 from moocassets.transforms import risk
 
-RISK_GROUP = "risk"
-MODEL_IO = "model_io_manager"
-SCORE_COLUMNS = ("dropout_risk_score", "dropout_risk_reasons", "dropout_risk_model")
-
-RAW_DATA_HISTORY = schema.register(
-    schema.TableSpec(
-        name="raw_data_history",
-        description=(
-            "Snapshots of raw_data's features and is_dropout label, one per learner, course and "
-            "as_of: the training data of the dropout risk model (docs/RISK.md)."
-        ),
-        columns=tuple(c for c in schema.RAW_DATA.columns if c.name not in SCORE_COLUMNS),
-        unique_key=("course_id", "as_of", "user_id"),  # also serves the scoped DELETE
-        indexes=(("user_id",), ("as_of",)),
-    )
-)
-
-REPLACE_SCOPE_KEY = "replace_scope"
-"""Definition metadata read by the warehouse IO manager: the columns (besides the partition
-column) that bound a write's DELETE to the values present in the written frame."""
-
-
-def history_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """A raw_data frame → the ``raw_data_history`` columns (score columns dropped)."""
-    return RAW_DATA_HISTORY.coerce_frame(frame)
+RAW_DATA_HISTORY = schema.RAW_DATA_HISTORY
 
 
 @dg.asset(
     name=RAW_DATA_HISTORY.name,
-    ins={arg: dg.AssetIn(key) for arg, key in RAW_DATA_UPSTREAM.items()},
+    ins={"learner_features": dg.AssetIn(keys.LEARNER_FEATURES)},
     partitions_def=course_partitions,
-    group_name=WAREHOUSE_GROUP,
-    io_manager_key=WAREHOUSE_IO,
-    pool=WAREHOUSE_POOL,
+    group_name=keys.WAREHOUSE_GROUP,
+    io_manager_key=keys.WAREHOUSE_IO,
+    pool=keys.WAREHOUSE_POOL,
     dagster_type=RAW_DATA_HISTORY.dagster_type,
     kinds={"mysql", "pandas", "table"},
     owners=["team:learning-analytics"],
@@ -77,29 +45,27 @@ def history_rows(frame: pd.DataFrame) -> pd.DataFrame:
         "Snapshots of every learner's raw_data features and is_dropout label as of `as_of` "
         "(one per materialization; the same as_of again replaces that snapshot only). The "
         "training data of `dropout_risk_model`.\n\nTable `raw_data_history`; key "
-        "`(user_id, course_id, as_of)`."
+        f"`({', '.join(RAW_DATA_HISTORY.unique_key)})`."
     ),
     metadata={
-        "partition_expr": RAW_DATA_HISTORY.partition_column,
-        REPLACE_SCOPE_KEY: ["as_of"],
+        keys.PARTITION_EXPR_METADATA: RAW_DATA_HISTORY.partition_column,
+        keys.REPLACE_SCOPE_METADATA: ["as_of"],
         "dagster/column_schema": RAW_DATA_HISTORY.table_schema,
         "dagster/table_name": RAW_DATA_HISTORY.name,
     },
     code_version="1",
 )
 def raw_data_history(
-    context: dg.AssetExecutionContext, config: RawDataConfig, **upstream: pd.DataFrame
+    context: dg.AssetExecutionContext, learner_features: pd.DataFrame
 ) -> pd.DataFrame:
-    frame, _ = features_as_of(context, config, upstream)
-    out = history_rows(frame)
-    snapshot_at = sorted({t.isoformat() for t in out["as_of"].dropna()})
+    out = RAW_DATA_HISTORY.coerce_frame(learner_features)
     context.add_output_metadata(
         {
             "learners": dg.MetadataValue.int(len(out)),
             "dropout_rate": dg.MetadataValue.float(
                 round(float(out["is_dropout"].mean()), 4) if len(out) else 0.0
             ),
-            "snapshot_as_of": dg.MetadataValue.text(", ".join(snapshot_at) or "none"),
+            "snapshot_as_of": dg.MetadataValue.text(as_of_values(out)),
             "course_ended": dg.MetadataValue.bool(
                 bool(len(out)) and bool((out["course_elapsed_fraction"] >= 1.0).all())
             ),
@@ -132,8 +98,9 @@ def _model_metadata(model: risk.RiskModel, why: str) -> dict[str, Any]:
 
 @dg.asset(
     ins={"history": dg.AssetIn(RAW_DATA_HISTORY.name)},
-    group_name=RISK_GROUP,
-    io_manager_key=MODEL_IO,
+    name=keys.RISK_MODEL,
+    group_name=keys.RISK_GROUP,
+    io_manager_key=keys.MODEL_IO,
     kinds={"python", "scikitlearn"},
     owners=["team:learning-analytics"],
     description=(

@@ -1,5 +1,8 @@
 """Warehouse assets (group ``warehouse``): the ten ERD tables, partitioned by ``course_id``.
 
+The detail tables are generated from the endpoint table (:data:`moocassets.endpoints.ENDPOINTS`)
+and the summaries from :data:`moocassets.transforms.summaries.SUMMARIES`.
+
 Every asset is written by the ``warehouse_io_manager`` to the table of its name, one course
 partition replaced per transaction. Detail tables keep only learners enrolled in the course; the
 summaries aggregate their detail table; ``raw_data`` joins everything per learner.
@@ -7,23 +10,18 @@ summaries aggregate their detail table; ``raw_data`` joins everything per learne
 
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from moocassets import schema
-from moocassets.assets.common import course_keys, split_by_course
+from moocassets import keys, schema
+from moocassets.assets.features import FEATURE_INPUTS, as_of_values
 from moocassets.checks import check_specs, checked_output
+from moocassets.endpoints import ENDPOINTS, ENROLLMENTS, Endpoint
 from moocassets.partitions import course_partitions
-from moocassets.run_scoped import RunScoped
 from moocassets.transforms import features, risk, summaries
 from moocassets.transforms.enrolled import restrict_to_enrolled
-
-WAREHOUSE_GROUP = "warehouse"
-WAREHOUSE_IO = "warehouse_io_manager"
-WAREHOUSE_POOL = "warehouse_write"  # bounds concurrent warehouse writes across runs
 
 Checked = Iterator[dg.Output[pd.DataFrame] | dg.AssetCheckResult]
 """What a warehouse asset yields: its checked frame, then its check evaluations (checks.py)."""
@@ -33,16 +31,16 @@ def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any
     return {
         "name": spec.name,
         "partitions_def": course_partitions,
-        "group_name": WAREHOUSE_GROUP,
-        "io_manager_key": WAREHOUSE_IO,
-        "pool": WAREHOUSE_POOL,
+        "group_name": keys.WAREHOUSE_GROUP,
+        "io_manager_key": keys.WAREHOUSE_IO,
+        "pool": keys.WAREHOUSE_POOL,  # bounds concurrent warehouse writes across runs
         "dagster_type": spec.dagster_type,
         "kinds": {"mysql", "pandas", "table"},
         "owners": ["team:learning-analytics"],
         "description": f"{description}\n\nTable `{spec.name}`; key "
         f"`({', '.join(spec.unique_key)})`.",
         "metadata": {
-            "partition_expr": spec.partition_column,
+            keys.PARTITION_EXPR_METADATA: spec.partition_column,
             "dagster/column_schema": spec.table_schema,
             "dagster/table_name": spec.name,
         },
@@ -52,19 +50,22 @@ def _warehouse_kwargs(spec: schema.TableSpec, description: str) -> dict[str, Any
 
 
 @dg.asset(
-    ins={"extract": dg.AssetIn("mooc_enrollments_extract")},
-    **_warehouse_kwargs(schema.ENROLLMENTS, "Learners enrolled in the course (from MOOC M1)."),
+    ins={"extract": dg.AssetIn(ENROLLMENTS.extract)},
+    **_warehouse_kwargs(ENROLLMENTS.table, ENROLLMENTS.table_description),
 )
 def enrollments(extract: pd.DataFrame) -> Checked:
-    frame = schema.ENROLLMENTS.coerce_frame(extract)
-    yield from checked_output(schema.ENROLLMENTS, frame, enrolled=frame,
+    frame = ENROLLMENTS.table.coerce_frame(extract)
+    yield from checked_output(ENROLLMENTS.table, frame, enrolled=frame,
                               metadata={"learners": dg.MetadataValue.int(len(frame))})
 
 
-def _detail_table(spec: schema.TableSpec, extract_name: str, description: str) -> Any:
+def detail_table(ep: Endpoint) -> dg.AssetsDefinition:
+    """The warehouse table of one endpoint: its extract's rows of enrolled learners."""
+    spec = ep.table
+
     @dg.asset(
-        ins={"extract": dg.AssetIn(extract_name), "enrolled": dg.AssetIn("enrollments")},
-        **_warehouse_kwargs(spec, description),
+        ins={"extract": dg.AssetIn(ep.extract), "enrolled": dg.AssetIn(keys.ENROLLMENTS)},
+        **_warehouse_kwargs(spec, ep.table_description),
     )
     def _asset(
         context: dg.AssetExecutionContext, extract: pd.DataFrame, enrolled: pd.DataFrame
@@ -85,224 +86,32 @@ def _detail_table(spec: schema.TableSpec, extract_name: str, description: str) -
     return _asset
 
 
-mooc_grades = _detail_table(
-    schema.MOOC_GRADES, "mooc_grades_extract", "Grade and pass status per learner (MOOC M4)."
-)
-mooc_progress = _detail_table(
-    schema.MOOC_PROGRESS, "mooc_progress_extract", "Course progress per learner (MOOC M5)."
-)
-mooc_discussions = _detail_table(
-    schema.MOOC_DISCUSSIONS, "mooc_discussions_extract",
-    "Forum activity per learner (MOOC M6); absent learners had none.",
-)
-h5p_scores = _detail_table(
-    schema.H5P_SCORES, "h5p_scores_extract", "H5P score per learner and attempted content (H1)."
-)
-video_progress = _detail_table(
-    schema.VIDEO_PROGRESS, "video_progress_extract", "Progress per learner and opened video (H2)."
-)
-dashboard_summary = _detail_table(
-    schema.DASHBOARD_SUMMARY, "dashboard_extract",
-    "Per-learner dashboard (H3 combined progress, H4 fallback).",
-)
+def summary_table(summary: summaries.Summary) -> dg.AssetsDefinition:
+    """A summary table: the aggregate of its detail table, checked against it."""
+    spec = schema.table_spec(summary.table)
 
-
-@dg.asset(
-    ins={"detail": dg.AssetIn("h5p_scores"), "enrolled": dg.AssetIn("enrollments")},
-    **_warehouse_kwargs(
-        schema.H5P_SCORES_SUMMARY,
-        "Per-learner aggregate of `h5p_scores`: attempted and finished contents, scores, time.",
-    ),
-)
-def h5p_scores_summary(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Checked:
-    aggregate = summaries.h5p_summary(detail)
-    frame = schema.H5P_SCORES_SUMMARY.coerce_frame(aggregate)
-    yield from checked_output(schema.H5P_SCORES_SUMMARY, frame, enrolled=enrolled,
-                              aggregate=aggregate)
-
-
-@dg.asset(
-    ins={"detail": dg.AssetIn("video_progress"), "enrolled": dg.AssetIn("enrollments")},
-    **_warehouse_kwargs(
-        schema.VIDEO_PROGRESS_SUMMARY,
-        "Per-learner aggregate of `video_progress`: opened, completed and in-progress videos.",
-    ),
-)
-def video_progress_summary(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Checked:
-    aggregate = summaries.video_summary(detail)
-    frame = schema.VIDEO_PROGRESS_SUMMARY.coerce_frame(aggregate)
-    yield from checked_output(schema.VIDEO_PROGRESS_SUMMARY, frame, enrolled=enrolled,
-                              aggregate=aggregate)
-
-
-class RawDataConfig(dg.Config):
-    """Run configuration of ``raw_data``."""
-
-    dropout_inactivity_days: int = 21
-    """Days without activity after which a learner who has not passed is a dropout."""
-    as_of: str | None = None
-    """Evaluate as of this ISO-8601 instant instead of now (replaying a course week by week)."""
-
-
-def _lineage(
-    pairs: dict[str, list[tuple[str, str]]],
-) -> dg.TableColumnLineage:
-    return dg.TableColumnLineage(
-        {
-            col: [dg.TableColumnDep(asset_key=dg.AssetKey(a), column_name=c) for a, c in deps]
-            for col, deps in pairs.items()
-        }
+    @dg.asset(
+        ins={"detail": dg.AssetIn(summary.detail), "enrolled": dg.AssetIn(keys.ENROLLMENTS)},
+        **_warehouse_kwargs(spec, summary.description),
     )
+    def _asset(detail: pd.DataFrame, enrolled: pd.DataFrame) -> Checked:
+        aggregate = summary.aggregate(detail)
+        frame = spec.coerce_frame(aggregate)
+        yield from checked_output(spec, frame, enrolled=enrolled, aggregate=aggregate)
+
+    return _asset
 
 
-RAW_DATA_LINEAGE = _lineage(
+RAW_DATA_LINEAGE = dg.TableColumnLineage(
     {
-        "user_id": [("enrollments", "user_id")],
-        "course_id": [("enrollments", "course_id")],
-        "enrollment_date": [("enrollments", "created")],
-        "mooc_grade_percentage": [("mooc_grades", "grade_percentage")],
-        "mooc_letter_grade": [("mooc_grades", "letter_grade")],
-        "mooc_is_passed": [("mooc_grades", "is_passed")],
-        "progress_percent": [
-            ("dashboard_summary", "overall_completion"),
-            ("h5p_scores_summary", "completed_contents"),
-            ("h5p_scores_summary", "total_contents"),
-            ("video_progress_summary", "completed_videos"),
-            ("video_progress_summary", "total_videos"),
-        ],
-        "current_chapter": [("mooc_progress", "current_chapter")],
-        "current_section": [("mooc_progress", "current_section")],
-        "current_unit": [("mooc_progress", "current_unit")],
-        "mooc_completion_rate": [("mooc_progress", "completion_rate")],
-        "h5p_total_contents": [
-            ("dashboard_summary", "h5p_total_contents"),
-            ("h5p_scores_summary", "total_contents"),
-        ],
-        "video_total_videos": [
-            ("dashboard_summary", "video_total_videos"),
-            ("video_progress_summary", "total_videos"),
-        ],
-        "discussion_threads_count": [("mooc_discussions", "threads_count")],
-        "discussion_comments_count": [("mooc_discussions", "comments_count")],
-        "discussion_total_interactions": [("mooc_discussions", "total_interactions")],
-        "discussion_questions_count": [("mooc_discussions", "questions_count")],
-        "discussion_total_upvotes": [("mooc_discussions", "total_upvotes")],
-        "last_activity_at": [
-            ("mooc_progress", "last_activity"),
-            ("h5p_scores_summary", "last_activity_at"),
-        ],
-        "days_since_last_activity": [
-            ("mooc_progress", "last_activity"),
-            ("h5p_scores_summary", "last_activity_at"),
-        ],
-        "weeks_since_enrollment": [("enrollments", "created")],
-        "course_elapsed_fraction": [
-            ("mooc_course_extract", "start"),
-            ("mooc_course_extract", "end"),
-        ],
-        "h5p_completed_contents": [
-            ("dashboard_summary", "h5p_completed_contents"),
-            ("h5p_scores_summary", "completed_contents"),
-        ],
-        "h5p_completion_rate": [
-            ("dashboard_summary", "h5p_completed_contents"),
-            ("dashboard_summary", "h5p_contents_in_course"),
-        ],
-        "h5p_overall_percentage": [("h5p_scores_summary", "overall_percentage")],
-        "h5p_total_time_spent": [("h5p_scores_summary", "total_time_spent")],
-        "video_completed_videos": [("video_progress_summary", "completed_videos")],
-        "video_completion_rate": [
-            ("video_progress_summary", "completed_videos"),
-            ("video_progress_summary", "total_videos"),
-        ],
-        "video_watch_rate": [
-            ("video_progress_summary", "total_watched_time"),
-            ("video_progress_summary", "total_duration"),
-        ],
-        "pace_gap": [
-            ("mooc_progress", "completion_rate"),
-            ("mooc_course_extract", "start"),
-            ("mooc_course_extract", "end"),
-        ],
-        "is_dropout": [
-            ("mooc_grades", "is_passed"),
-            ("mooc_progress", "last_activity"),
-            ("h5p_scores_summary", "last_activity_at"),
-            ("enrollments", "created"),
-        ],
+        column: [
+            dg.TableColumnDep(asset_key=dg.AssetKey(table), column_name=source)
+            for table, source in lineage.sources
+        ]
+        for column, lineage in features.RAW_DATA_LINEAGE.items()
     }
 )
-
-RAW_DATA_UPSTREAM = {
-    "enrollments": "enrollments",
-    "grades": "mooc_grades",
-    "progress": "mooc_progress",
-    "discussions": "mooc_discussions",
-    "h5p_summary": "h5p_scores_summary",
-    "video_summary": "video_progress_summary",
-    "dashboard": "dashboard_summary",
-    "course": "mooc_course_extract",
-}
-
-
-def evaluation_time(config: RawDataConfig) -> datetime:
-    if config.as_of:
-        ts = pd.Timestamp(config.as_of)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        return ts.to_pydatetime()
-    return datetime.now(UTC)
-
-
-def build_raw_data_for_courses(
-    course_ids: list[str],
-    inputs: dict[str, pd.DataFrame],
-    *,
-    as_of: datetime,
-    inactivity_days: int,
-) -> pd.DataFrame:
-    """``features.build_raw_data`` for each course of a (possibly multi-course) step."""
-    per_course = {name: split_by_course(frame, course_ids) for name, frame in inputs.items()}
-    frames = [
-        features.build_raw_data(
-            **{name: per_course[name][course_id] for name in inputs},
-            evaluation_time=as_of,
-            inactivity_days=inactivity_days,
-        )
-        for course_id in course_ids
-    ]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return schema.RAW_DATA.empty_frame()
-    return schema.RAW_DATA.coerce_frame(pd.concat(frames, ignore_index=True))
-
-
-_FEATURES: RunScoped[tuple[pd.DataFrame, datetime]] = RunScoped()
-
-
-def features_as_of(
-    context: dg.AssetExecutionContext, config: RawDataConfig, upstream: dict[str, pd.DataFrame]
-) -> tuple[pd.DataFrame, datetime]:
-    """The feature and label rows of this step's courses as of the configured evaluation time
-    (default: when the run first computes them).
-
-    ``raw_data`` and ``raw_data_history`` read the same upstream partitions in a run, so the
-    first of them computes the rows and the other reuses them (a copy): one computation, and the
-    history snapshot carries exactly the ``as_of`` and features that ``raw_data`` scored."""
-    courses = course_keys(context)
-
-    def compute() -> tuple[pd.DataFrame, datetime]:
-        as_of = evaluation_time(config)
-        frame = build_raw_data_for_courses(
-            courses,
-            {name: upstream[name] for name in RAW_DATA_UPSTREAM},
-            as_of=as_of,
-            inactivity_days=config.dropout_inactivity_days,
-        )
-        return frame, as_of
-
-    key = (tuple(courses), config.as_of, config.dropout_inactivity_days)
-    frame, as_of = _FEATURES.get_or_compute(context.run.run_id, key, compute)
-    return frame.copy(), as_of
+"""The standard ``dagster/column_lineage`` (drawn by Dagster+ and read by catalog tools)."""
 
 
 _raw_kwargs = _warehouse_kwargs(
@@ -310,31 +119,35 @@ _raw_kwargs = _warehouse_kwargs(
     "One row per learner and course: features, the `is_dropout` label and the dropout risk "
     "(spec/raw-data.md). What teachers and models read.",
 )
-_raw_kwargs["metadata"] = {**_raw_kwargs["metadata"], "dagster/column_lineage": RAW_DATA_LINEAGE}
-
-
-RISK_MODEL_ASSET = "dropout_risk_model"
+_raw_kwargs["metadata"] = {
+    **_raw_kwargs["metadata"],
+    "dagster/column_lineage": RAW_DATA_LINEAGE,
+    # the same declaration as a table the open-source UI shows on the asset's page
+    "column_lineage": dg.MetadataValue.md(features.lineage_markdown()),
+}
 
 
 @dg.asset(
     ins={
-        **{arg: dg.AssetIn(key) for arg, key in RAW_DATA_UPSTREAM.items()},
-        "risk_model": dg.AssetIn(RISK_MODEL_ASSET),
+        "learner_features": dg.AssetIn(keys.LEARNER_FEATURES),
+        "enrolled": dg.AssetIn(keys.ENROLLMENTS),
+        "risk_model": dg.AssetIn(keys.RISK_MODEL),
     },
+    # what learner_features derives from, so the lineage shows every table raw_data rests on
+    deps=[key for key in FEATURE_INPUTS.values() if key != keys.ENROLLMENTS],
     **_raw_kwargs,
 )
 def raw_data(
     context: dg.AssetExecutionContext,
-    config: RawDataConfig,
+    learner_features: pd.DataFrame,
+    enrolled: pd.DataFrame,
     risk_model: risk.RiskModel | None,
-    **upstream: pd.DataFrame,
 ) -> Checked:
-    frame, as_of = features_as_of(context, config, upstream)
     if risk_model is None:
         context.log.info("no dropout_risk_model materialized yet: scoring with the fallback rule")
         risk_model = risk.fallback_model()
     # the score reads only risk.RISK_INPUT_COLUMNS (never grade/pass, the label or position)
-    frame = schema.RAW_DATA.coerce_frame(risk.score_frame(risk_model, frame))
+    frame = schema.RAW_DATA.coerce_frame(risk.score_frame(risk_model, learner_features))
     dropout_rate = float(frame["is_dropout"].mean()) if len(frame) else 0.0
     scores = frame["dropout_risk_score"]
     high = risk.RISK_BANDS[-1][1]
@@ -348,22 +161,20 @@ def raw_data(
         ),
         "risk_model": dg.MetadataValue.text(risk_model.name),
         "teacher_summary": dg.MetadataValue.md(risk.teacher_summary(frame)),
-        "evaluated_at": dg.MetadataValue.text(as_of.isoformat()),
+        "as_of": dg.MetadataValue.text(as_of_values(frame)),
         "dagster/column_lineage": RAW_DATA_LINEAGE,
     }
-    yield from checked_output(schema.RAW_DATA, frame, enrolled=upstream["enrollments"],
-                              metadata=metadata)
+    yield from checked_output(schema.RAW_DATA, frame, enrolled=enrolled, metadata=metadata)
 
 
-WAREHOUSE_ASSETS: list[Any] = [
+WAREHOUSE_ASSETS: list[dg.AssetsDefinition] = [
     enrollments,
-    mooc_grades,
-    mooc_progress,
-    mooc_discussions,
-    h5p_scores,
-    h5p_scores_summary,
-    video_progress,
-    video_progress_summary,
-    dashboard_summary,
+    *(detail_table(ep) for ep in ENDPOINTS if ep is not ENROLLMENTS),
+    *(summary_table(s) for s in summaries.SUMMARIES),
     raw_data,
 ]
+
+WAREHOUSE_BY_TABLE: dict[str, dg.AssetsDefinition] = {
+    a.key.to_user_string(): a for a in WAREHOUSE_ASSETS
+}
+"""Each warehouse asset by its table's name."""

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from moocassets import keys
 from moocassets.automation.conditions import (
     AutomationSettings,
     CourseFinal,
@@ -32,10 +33,11 @@ from moocassets.automation.conditions import (
 from moocassets.automation.sensors import SensorSettings, build_sensors
 
 AUTOMATION_SENSOR_NAME = "moocassets_automation"
-EXTRACT_GROUP = "extract"
-WAREHOUSE_GROUP = "warehouse"
-RISK_GROUP = "risk"
-RISK_MODEL = dg.AssetKey("dropout_risk_model")
+EXTRACT_GROUP = keys.EXTRACT_GROUP
+WAREHOUSE_GROUP = keys.WAREHOUSE_GROUP
+FEATURES_GROUP = keys.FEATURES_GROUP
+RISK_GROUP = keys.RISK_GROUP
+RISK_MODEL = dg.AssetKey(keys.RISK_MODEL)
 
 # Environment variables read once at definitions load (never inside asset or sensor bodies).
 ENV_DISCOVERY_INTERVAL = "MOOCASSETS_DISCOVERY_INTERVAL_SECONDS"
@@ -92,7 +94,9 @@ def automation_sensor(minimum_interval_seconds: int = 30) -> dg.AutomationCondit
         )
         return dg.AutomationConditionSensorDefinition(
             AUTOMATION_SENSOR_NAME,
-            target=dg.AssetSelection.groups(EXTRACT_GROUP, WAREHOUSE_GROUP, RISK_GROUP),
+            target=dg.AssetSelection.groups(
+                EXTRACT_GROUP, WAREHOUSE_GROUP, FEATURES_GROUP, RISK_GROUP
+            ),
             default_status=dg.DefaultSensorStatus.RUNNING,
             minimum_interval_seconds=minimum_interval_seconds,
             use_user_code_server=True,
@@ -115,7 +119,8 @@ def automation_defs(
 def with_automation(
     defs: dg.Definitions, settings: AutomationSettings | None = None
 ) -> dg.Definitions:
-    """``defs`` with conditions on extract/warehouse assets and freshness on warehouse assets."""
+    """``defs`` with conditions on extract/features/warehouse assets and freshness on the
+    warehouse assets."""
     s = settings or AutomationSettings()
     policy = dg.FreshnessPolicy.time_window(fail_window=s.fail_window, warn_window=s.warn_window)
     extract = extract_condition(s)
@@ -129,6 +134,10 @@ def with_automation(
     defs = defs.permissive_map_resolved_asset_specs(
         func=lambda spec: spec.replace_attributes(automation_condition=risk_model_condition()),
         selection=dg.AssetSelection.groups(RISK_GROUP),  # the model (empty in stand-in graphs)
+    )
+    defs = defs.permissive_map_resolved_asset_specs(
+        func=lambda spec: spec.replace_attributes(automation_condition=warehouse),
+        selection=dg.AssetSelection.groups(FEATURES_GROUP),  # computed with the warehouse
     )
     return defs.permissive_map_resolved_asset_specs(
         func=lambda spec: dg.apply_freshness_policy(

@@ -32,9 +32,10 @@ from typing import Any
 
 import dagster as dg
 
-COURSE_ASSET_KEY = dg.AssetKey("mooc_course_extract")
-COURSE_ENDS_METADATA_KEY = "course_ends"
-"""Metadata key (JSON ``{course_id: ISO-8601 end | null}``) on ``mooc_course_extract``."""
+from moocassets import keys
+
+COURSE_ASSET_KEY = dg.AssetKey(keys.COURSE_EXTRACT)
+COURSE_ENDS_METADATA_KEY = keys.COURSE_ENDS_METADATA
 
 _CHUNK = 500
 AC = dg.AutomationCondition

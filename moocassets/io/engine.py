@@ -12,14 +12,26 @@ Passwords never appear in messages: use :func:`safe_url` to render a URL.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+DEFAULT_LOG = logging.getLogger("moocassets.io")
+"""Where the warehouse modules log when no run logger is passed."""
+
+
+class LogLike(Protocol):
+    """What the warehouse modules log through: a ``logging.Logger`` or Dagster's ``context.log``."""
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+
 
 _ENGINES: dict[tuple[str, bool, int], sa.Engine] = {}
 _LOCK = threading.Lock()
@@ -31,6 +43,16 @@ def safe_url(url: str | sa.URL) -> str:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL may contain anything: show nothing
         return "<unparsable database URL>"
+
+
+def engine_key(engine: sa.Engine) -> str:
+    """Identifies one engine object in per-process caches (password hidden)."""
+    return engine.url.render_as_string(hide_password=True) + f"#{id(engine)}"
+
+
+def quote_name(engine: sa.Engine | sa.Connection, name: str) -> str:
+    """``name`` quoted as an identifier for the engine's dialect (tables, columns)."""
+    return engine.dialect.identifier_preparer.quote_identifier(name)
 
 
 def is_mysql(engine_or_url: sa.Engine | sa.URL | str) -> bool:

@@ -10,8 +10,9 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
 
+from moocassets.io.ddl import table_exists
 from moocassets.io.engine import make_engine, safe_url
-from moocassets.io.mysql_io_manager import count_rows, read_table, table_exists
+from moocassets.io.read import count_rows, read_table
 from moocassets.schema import table_spec
 
 

@@ -12,8 +12,9 @@ from moocassets.sources.errors import (
     SourceUnavailableError,
 )
 from moocassets.sources.h5p import H5PApiResource
-from moocassets.sources.http import AdaptiveLimiter, Fetched, FetchStats, redact
+from moocassets.sources.http import AdaptiveLimiter, Fetched, FetchStats
 from moocassets.sources.mooc import MoocApiResource, encode_course
+from moocassets.sources.redaction import redact
 
 __all__ = [
     "AdaptiveLimiter",

@@ -2,11 +2,13 @@
 
 Every error names the system (``MOOC``/``H5P``), the endpoint (id and request path, which never
 contains secrets), the course, the HTTP status when there was one and the number of attempts. The
-message is passed through :func:`moocassets.sources.http.redact` before it is stored, so it is safe
-to log and to show in the Dagster UI.
+message is passed through :func:`moocassets.sources.redaction.redact` before it is stored, so it
+is safe to log and to show in the Dagster UI.
 """
 
 from __future__ import annotations
+
+from moocassets.sources.redaction import redact
 
 
 class SourceError(Exception):
@@ -23,8 +25,6 @@ class SourceError(Exception):
         detail: str = "",
         user_id: int | None = None,
     ) -> None:
-        from moocassets.sources.http import redact  # local import: http imports this module
-
         self.system = system
         self.endpoint = redact(endpoint)
         self.course_id = course_id

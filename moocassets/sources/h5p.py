@@ -126,14 +126,18 @@ class H5PApiResource(HttpSourceResource):
             "(not a no_data answer); check base_url and the plugin version",
         )
 
-    def _per_learner(
+    def per_learner(
         self,
         eid: str,
         route: str,
         course_id: str,
         user_ids: Sequence[int],
-        log: LoggerLike | None,
+        *,
+        log: LoggerLike | None = None,
     ) -> Fetched[dict[int, dict[str, Any] | None]]:
+        """Any per-learner ``/{route}/{user_id}/{course_id}`` endpoint (spec id ``eid``) for
+        every learner of ``user_ids``, fanned out concurrently; ``None`` = 404 ``no_data``."""
+
         async def go(engine: Engine, stats: FetchStats) -> dict[int, dict[str, Any] | None]:
             form = _CourseForm(course_id)
 
@@ -160,13 +164,13 @@ class H5PApiResource(HttpSourceResource):
         self, course_id: str, user_ids: Sequence[int], *, log: LoggerLike | None = None
     ) -> Fetched[dict[int, dict[str, Any] | None]]:
         """H1 per learner; ``None`` = 404 ``no_data`` (no rows)."""
-        return self._per_learner("H1", "scores", course_id, user_ids, log)
+        return self.per_learner("H1", "scores", course_id, user_ids, log=log)
 
     def video_progress(
         self, course_id: str, user_ids: Sequence[int], *, log: LoggerLike | None = None
     ) -> Fetched[dict[int, dict[str, Any] | None]]:
         """H2 per learner; ``None`` = 404 ``no_data``."""
-        return self._per_learner("H2", "video-progress", course_id, user_ids, log)
+        return self.per_learner("H2", "video-progress", course_id, user_ids, log=log)
 
     def dashboards(
         self, course_id: str, user_ids: Sequence[int], *, log: LoggerLike | None = None

@@ -13,8 +13,9 @@ What lives here (and nowhere else):
 * **Adaptive concurrency**: :class:`AdaptiveLimiter` halves its limit on a 429 (once per "epoch",
   so a burst of 429s from requests already in flight counts once) and grows it by one after
   ``limit`` consecutive successes, between 1 and the configured maximum.
-* **Redaction**: :func:`redact` removes passwords, session ids, CSRF tokens and edX JWT cookies
-  from every log line and error message produced by this package.
+* **Redaction**: every log line and error message produced by this package goes through
+  :func:`moocassets.sources.redaction.redact` (passwords, session ids, CSRF tokens, edX JWT
+  cookies removed).
 * **Stats**: :class:`FetchStats` per public call, all numeric so the UI can plot them.
 * **Lifecycle**: :class:`HttpSourceResource` owns one :class:`HttpSession` (one event-loop thread,
   one keep-alive ``httpx.AsyncClient``, one limiter) per Dagster run or per ``with
@@ -24,9 +25,10 @@ What lives here (and nowhere else):
   sync methods safe to call from code that already runs an event loop.) A method called outside a
   session opens a temporary one and closes it before returning, so nothing is ever left unclosed.
 
-Tests inject an ``httpx`` transport (``httpx.MockTransport`` or ``httpx.ASGITransport(app)``) and a
-fake ``sleep`` with :meth:`HttpSourceResource.with_transport`; both survive Dagster's resource
-initialisation.
+Tests (and the in-process replay) route requests through an ``httpx`` transport
+(``httpx.MockTransport`` or ``httpx.ASGITransport(app)``) and a fake ``sleep`` by subclassing the
+resource (:meth:`HttpSourceResource.transport` / :meth:`~HttpSourceResource.sleeper`);
+:meth:`HttpSourceResource.with_transport` builds such a subclass.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ import email.utils
 import importlib.metadata
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -57,6 +58,7 @@ from moocassets.sources.errors import (
     SourceHTTPError,
     SourceUnavailableError,
 )
+from moocassets.sources.redaction import redact
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -74,51 +76,6 @@ def _package_version() -> str:
 
 
 USER_AGENT = f"moocassets/{_package_version()} (+httpx/{httpx.__version__})"
-
-
-# --------------------------------------------------------------------------------------------
-# Redaction
-# --------------------------------------------------------------------------------------------
-
-_SECRET_NAMES = (
-    r"sessionid|edx-session|csrftoken|csrfToken|csrfmiddlewaretoken|x-csrftoken|password|"
-    r"edx-jwt-cookie-[A-Za-z0-9_-]+|edx-user-info"
-)
-# name=value / name: value (cookies, headers, form bodies, query strings, repr of dicts)
-_KV_RE = re.compile(
-    rf"(?i)(?P<name>{_SECRET_NAMES})(?P<sep>['\"]?\s*[=:]\s*['\"]?)(?P<value>[^;&\s'\",}}]+)"
-)
-# JSON: "password": "any value, spaces included"
-_JSON_RE = re.compile(
-    rf"(?i)(?P<name>[\"'](?:{_SECRET_NAMES})[\"']\s*:\s*)(?P<q>[\"'])[^\"']*(?P=q)"
-)
-
-_registered_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
-REDACTED = "***"
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret value (password, session id, token) so :func:`redact` removes it verbatim
-    wherever it appears. Very short values are ignored (they would redact ordinary text)."""
-    if value and len(value) >= 4:
-        with _secrets_lock:
-            _registered_secrets.add(value)
-
-
-def redact(text: object) -> str:
-    """Return ``str(text)`` without secrets: known secret values, and the values of cookies,
-    headers, form fields and JSON keys named like session ids, CSRF tokens, passwords and edX JWT
-    cookies."""
-    out = str(text)
-    with _secrets_lock:
-        secrets = sorted(_registered_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in out:
-            out = out.replace(secret, REDACTED)
-    out = _JSON_RE.sub(lambda m: f"{m.group('name')}{m.group('q')}{REDACTED}{m.group('q')}", out)
-    out = _KV_RE.sub(lambda m: f"{m.group('name')}{m.group('sep')}{REDACTED}", out)
-    return out
 
 
 _CURRENT_LOG: contextvars.ContextVar[SafeLog | None] = contextvars.ContextVar(
@@ -832,34 +789,42 @@ class HttpSourceResource(dg.ConfigurableResource):
     backoff_max_seconds: float = Field(default=30.0, description="largest backoff ceiling")
     progress_log_seconds: float = Field(default=5.0, description="fan-out progress log interval")
 
-    _transport: httpx.AsyncBaseTransport | None = PrivateAttr(default=None)
-    _sleep: SleepFn | None = PrivateAttr(default=None)
     _log: LoggerLike | None = PrivateAttr(default=None)
     _session: HttpSession | None = PrivateAttr(default=None)
 
     SYSTEM: ClassVar[str] = "HTTP"
 
-    # -- test/ops hooks -----------------------------------------------------------------------
+    # -- where requests go (overridden by a subclass to embed or test the client) ---------------
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        """The httpx transport every request of this client goes through; ``None`` (here) means
+        the network. A subclass that returns e.g. ``httpx.ASGITransport(app)`` serves the client
+        from an in-process app (see :meth:`with_transport`)."""
+        return None
+
+    def sleeper(self) -> SleepFn | None:
+        """How the client waits between retries; ``None`` (here) means ``asyncio.sleep``."""
+        return None
+
     def with_transport(
         self, transport: httpx.AsyncBaseTransport, *, sleep: SleepFn | None = None
     ) -> Self:
-        """A copy of this resource that sends requests through ``transport`` (e.g.
-        ``httpx.MockTransport(handler)`` or ``httpx.ASGITransport(app)``) and, optionally, waits
-        with ``sleep`` instead of ``asyncio.sleep``. The hooks survive Dagster's resource
-        initialisation, so the copy can be passed to ``dg.materialize(resources=...)``."""
-        out = self.model_copy()
-        out._transport = transport
-        out._sleep = sleep
-        out._log = self._log
-        out._session = None
-        return out
-
-    def _with_updated_values(self, values: Any) -> Any:
-        # Dagster re-instantiates the resource from its config at run time; carry the private
-        # hooks (transport/sleep/logger) over. Covered by a test through dg.materialize.
-        out = super()._with_updated_values(values)
-        out._transport, out._sleep, out._log = self._transport, self._sleep, self._log
-        return out
+        """This resource's configuration on a subclass whose :meth:`transport` returns
+        ``transport`` (e.g. ``httpx.MockTransport(handler)`` or ``httpx.ASGITransport(app)``) and
+        whose :meth:`sleeper` returns ``sleep``. Dagster re-creates a resource from its class
+        and configuration at launch, so the subclass (and its transport) is what runs:
+        the copy can be passed to ``dg.materialize(resources=...)``."""
+        cls = type(self)
+        routed = type(
+            f"{cls.__name__}Via{type(transport).__name__}",
+            (cls,),
+            {
+                "__module__": cls.__module__,
+                "__doc__": f"{cls.__name__} whose requests go through a given transport.",
+                "transport": lambda _self: transport,
+                "sleeper": lambda _self: sleep,
+            },
+        )
+        return routed(**{name: getattr(self, name) for name in cls.model_fields})
 
     # -- lifecycle ----------------------------------------------------------------------------
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -908,7 +873,7 @@ class HttpSourceResource(dg.ConfigurableResource):
 
     def _make_engine(self) -> Engine:
         return Engine(
-            self._policy(), log=self.safe_log, transport=self._transport, sleep=self._sleep
+            self._policy(), log=self.safe_log, transport=self.transport(), sleep=self.sleeper()
         )
 
     def _api_url(self, path: str) -> str:

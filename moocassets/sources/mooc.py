@@ -29,8 +29,8 @@ from moocassets.sources.http import (
     HttpSourceResource,
     LoggerLike,
     Request,
-    register_secret,
 )
+from moocassets.sources.redaction import register_secret
 
 API_SUFFIX = "/api/custom/v1"
 CSRF_PATH = "/csrf/api/v1/token"
@@ -274,8 +274,8 @@ class MoocApiResource(HttpSourceResource):
             self._policy(),
             log=self.safe_log,
             cookies=cookies,
-            transport=self._transport,
-            sleep=self._sleep,
+            transport=self.transport(),
+            sleep=self.sleeper(),
             auth=auth,
         )
 
@@ -319,22 +319,16 @@ class MoocApiResource(HttpSourceResource):
         envelopes: tuple[tuple[str, ...], ...],
         endpoint: str,
         course_id: str | None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Any]:
+        """The row list at the first envelope that holds one (items as sent: dicts, or any bad
+        value the parser then rejects)."""
         for keys in envelopes:
             node: Any = payload
             for key in keys:
                 node = node.get(key) if isinstance(node, dict) else None
             if isinstance(node, list):
-                bad = [i for i, row in enumerate(node) if not isinstance(row, dict)]
-                if bad:
-                    raise SourcePayloadError(
-                        system=self.SYSTEM,
-                        endpoint=endpoint,
-                        course_id=course_id,
-                        status=200,
-                        detail=f"rows at {'.'.join(keys)} are not all objects "
-                        f"(first bad index {bad[0]}: {type(node[bad[0]]).__name__})",
-                    )
+                # an item that is not an object is one bad record: the parser rejects and counts
+                # it, the other rows of the course are kept (transforms/payloads)
                 return node
         seen = sorted(payload) if isinstance(payload, dict) else f"a JSON {type(payload).__name__}"
         expected = ", ".join(".".join(k) for k in envelopes)
@@ -427,7 +421,7 @@ class MoocApiResource(HttpSourceResource):
             previous_ids: list[Any] | None = None
             while True:
                 page = await self._page(engine, stats, course_id, offset, limit)
-                ids = [r.get("user_id", r.get("id")) for r in page]
+                ids = [r.get("user_id", r.get("id")) if isinstance(r, dict) else r for r in page]
                 if page and ids == previous_ids:
                     raise SourcePayloadError(
                         system=self.SYSTEM,
@@ -453,36 +447,35 @@ class MoocApiResource(HttpSourceResource):
 
         return self._timed(go, log)
 
-    def grades(self, course_id: str, *, log: LoggerLike | None = None) -> Fetched[list[dict]]:
-        """M4: one grade row per learner (``students`` or ``grade_data.grade_table``)."""
+    def export(
+        self,
+        eid: str,
+        route: str,
+        course_id: str,
+        envelopes: tuple[tuple[str, ...], ...],
+        *,
+        log: LoggerLike | None = None,
+    ) -> Fetched[list[dict[str, Any]]]:
+        """Any ``/export/{route}/{course_id}/`` endpoint (spec id ``eid``): its row list, found at
+        the first of ``envelopes`` (key paths) that holds a list."""
 
         async def go(engine: Engine, stats: FetchStats) -> list[dict[str, Any]]:
-            return await self._export(
-                engine, stats, "M4", "student-grades", course_id, M4_ENVELOPES
-            )
+            return await self._export(engine, stats, eid, route, course_id, envelopes)
 
         return self._timed(go, log)
+
+    def grades(self, course_id: str, *, log: LoggerLike | None = None) -> Fetched[list[dict]]:
+        """M4: one grade row per learner (``students`` or ``grade_data.grade_table``)."""
+        return self.export("M4", "student-grades", course_id, M4_ENVELOPES, log=log)
 
     def progress(self, course_id: str, *, log: LoggerLike | None = None) -> Fetched[list[dict]]:
         """M5: one progress row per learner (``students`` or
         ``students_progress_data.students_progress``)."""
-
-        async def go(engine: Engine, stats: FetchStats) -> list[dict[str, Any]]:
-            return await self._export(
-                engine, stats, "M5", "student-progress", course_id, M5_ENVELOPES
-            )
-
-        return self._timed(go, log)
+        return self.export("M5", "student-progress", course_id, M5_ENVELOPES, log=log)
 
     def discussions(self, course_id: str, *, log: LoggerLike | None = None) -> Fetched[list[dict]]:
         """M6: one forum row per learner with activity (``students``)."""
-
-        async def go(engine: Engine, stats: FetchStats) -> list[dict[str, Any]]:
-            return await self._export(
-                engine, stats, "M6", "student-discussions", course_id, M6_ENVELOPES
-            )
-
-        return self._timed(go, log)
+        return self.export("M6", "student-discussions", course_id, M6_ENVELOPES, log=log)
 
     def whoami(self, *, log: LoggerLike | None = None) -> Fetched[dict[str, Any]]:
         """M12: the logged-in user (``data`` object); a cheap session check."""

@@ -33,11 +33,13 @@ Decisions where the spec leaves room (also in the docstrings below):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
+from moocassets import keys
 from moocassets.schema import (
     DASHBOARD_SUMMARY,
     ENROLLMENTS,
@@ -50,10 +52,131 @@ from moocassets.schema import (
 )
 from moocassets.transforms.timeparse import to_utc
 
-__all__ = ["DEFAULT_INACTIVITY_DAYS", "build_raw_data", "dropout_label", "dropout_labels"]
+__all__ = [
+    "DEFAULT_INACTIVITY_DAYS",
+    "INPUT_TABLES",
+    "RAW_DATA_LINEAGE",
+    "Lineage",
+    "build_raw_data",
+    "dropout_label",
+    "dropout_labels",
+]
 
 DEFAULT_INACTIVITY_DAYS = 21
+
+INPUT_TABLES: dict[str, str] = {
+    "enrollments": ENROLLMENTS.name,
+    "grades": MOOC_GRADES.name,
+    "progress": MOOC_PROGRESS.name,
+    "discussions": MOOC_DISCUSSIONS.name,
+    "h5p_summary": H5P_SCORES_SUMMARY.name,
+    "video_summary": VIDEO_PROGRESS_SUMMARY.name,
+    "dashboard": DASHBOARD_SUMMARY.name,
+    "course": keys.COURSE_EXTRACT,
+}
+""":func:`build_raw_data` argument → the table (asset) whose rows it receives; ``course`` is the
+course details frame (``course_id, start, end``) of ``mooc_course_extract``."""
 _KEY = ["user_id", "course_id"]
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where one ``raw_data`` column comes from: source ``(table, column)`` pairs, and how."""
+
+    sources: tuple[tuple[str, str], ...]
+    how: str
+
+
+def _l(how: str, *sources: tuple[str, str]) -> Lineage:
+    return Lineage(tuple(sources), how)
+
+
+_ENR, _GR, _PR, _DI = ENROLLMENTS.name, MOOC_GRADES.name, MOOC_PROGRESS.name, MOOC_DISCUSSIONS.name
+_HS, _VS, _DB = H5P_SCORES_SUMMARY.name, VIDEO_PROGRESS_SUMMARY.name, DASHBOARD_SUMMARY.name
+_COURSE = keys.COURSE_EXTRACT
+_LAST = ((_PR, "last_activity"), (_HS, "last_activity_at"))
+
+RAW_DATA_LINEAGE: dict[str, Lineage] = {
+    "user_id": _l("the learner", (_ENR, "user_id")),
+    "course_id": _l("the course", (_ENR, "course_id")),
+    "enrollment_date": _l("as stored", (_ENR, "created")),
+    "mooc_grade_percentage": _l("as stored (0–100)", (_GR, "grade_percentage")),
+    "mooc_letter_grade": _l("as stored; NULL when none", (_GR, "letter_grade")),
+    "mooc_is_passed": _l("as stored", (_GR, "is_passed")),
+    "progress_percent": _l(
+        "the dashboard's overall completion, else (H5P completed + completed videos) / "
+        "(H5P attempted + opened videos) × 100",
+        (_DB, "overall_completion"), (_HS, "completed_contents"), (_HS, "total_contents"),
+        (_VS, "completed_videos"), (_VS, "total_videos"),
+    ),
+    "current_chapter": _l("as stored", (_PR, "current_chapter")),
+    "current_section": _l("as stored", (_PR, "current_section")),
+    "current_unit": _l("as stored", (_PR, "current_unit")),
+    "mooc_completion_rate": _l("as stored (0–100)", (_PR, "completion_rate")),
+    "h5p_total_contents": _l(
+        "the dashboard's count, else the summary's", (_DB, "h5p_total_contents"),
+        (_HS, "total_contents"),
+    ),
+    "video_total_videos": _l(
+        "the dashboard's count, else the summary's", (_DB, "video_total_videos"),
+        (_VS, "total_videos"),
+    ),
+    "discussion_threads_count": _l("as stored; 0 when absent", (_DI, "threads_count")),
+    "discussion_comments_count": _l("as stored; 0 when absent", (_DI, "comments_count")),
+    "discussion_total_interactions": _l(
+        "as stored; 0 when absent", (_DI, "total_interactions")),
+    "discussion_questions_count": _l("as stored; 0 when absent", (_DI, "questions_count")),
+    "discussion_total_upvotes": _l("as stored; 0 when absent", (_DI, "total_upvotes")),
+    "last_activity_at": _l("the latest MOOC or H5P activity known at as_of", *_LAST),
+    "days_since_last_activity": _l("whole days from last_activity_at to as_of", *_LAST),
+    "weeks_since_enrollment": _l("whole weeks from enrollment to as_of", (_ENR, "created")),
+    "course_elapsed_fraction": _l(
+        "(as_of − start) / (end − start), clipped to [0, 1]", (_COURSE, "start"),
+        (_COURSE, "end"),
+    ),
+    "h5p_completed_contents": _l(
+        "the dashboard's count, else the summary's", (_DB, "h5p_completed_contents"),
+        (_HS, "completed_contents"),
+    ),
+    "h5p_completion_rate": _l(
+        "completed / H5P contents that exist in the course", (_DB, "h5p_completed_contents"),
+        (_DB, "h5p_contents_in_course"),
+    ),
+    "h5p_overall_percentage": _l("as aggregated", (_HS, "overall_percentage")),
+    "h5p_total_time_spent": _l(
+        "the dashboard's total, else the summary's", (_DB, "h5p_total_time_spent"),
+        (_HS, "total_time_spent"),
+    ),
+    "video_completed_videos": _l(
+        "the dashboard's count, else the summary's", (_DB, "video_completed_videos"),
+        (_VS, "completed_videos"),
+    ),
+    "video_completion_rate": _l(
+        "completed videos / videos", (_VS, "completed_videos"), (_VS, "total_videos")),
+    "video_watch_rate": _l(
+        "watched time / duration of opened videos", (_VS, "total_watched_time"),
+        (_VS, "total_duration"),
+    ),
+    "pace_gap": _l(
+        "mooc_completion_rate − 100 × course_elapsed_fraction", (_PR, "completion_rate"),
+        (_COURSE, "start"), (_COURSE, "end"),
+    ),
+    "is_dropout": _l(
+        "not passed and no activity for the inactivity window as of as_of (see dropout_label)",
+        (_GR, "is_passed"), *_LAST, (_ENR, "created"),
+    ),
+}
+"""Column lineage of ``raw_data``, declared once: the standard ``dagster/column_lineage`` metadata
+and the readable table on the asset's page are both generated from it."""
+
+
+def lineage_markdown() -> str:
+    """:data:`RAW_DATA_LINEAGE` as a Markdown table: column ← source table.column, how."""
+    lines = ["| column | ← from | how |", "|---|---|---|"]
+    for column, lineage in RAW_DATA_LINEAGE.items():
+        sources = ", ".join(f"`{table}.{source}`" for table, source in lineage.sources)
+        lines.append(f"| `{column}` | {sources} | {lineage.how} |")
+    return "\n".join(lines)
+
 _DAY = pd.Timedelta(days=1)
 _UTC = "datetime64[ns, UTC]"
 

@@ -8,6 +8,9 @@ non-NULL values, NULL when every value is NULL; "mean" likewise ignores NULLs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import pandas as pd
 
 from moocassets.schema import (
@@ -17,7 +20,7 @@ from moocassets.schema import (
     VIDEO_PROGRESS_SUMMARY,
 )
 
-__all__ = ["h5p_summary", "video_summary"]
+__all__ = ["SUMMARIES", "Summary", "h5p_summary", "video_summary"]
 
 _KEY = ["user_id", "course_id"]
 
@@ -92,3 +95,27 @@ def video_summary(video_progress: pd.DataFrame) -> pd.DataFrame:
         "average_progress": grouped["progress_percent"].mean(),
     }).reset_index()
     return VIDEO_PROGRESS_SUMMARY.coerce_frame(out)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A summary table: which detail table it aggregates, and how."""
+
+    table: str
+    detail: str
+    aggregate: Callable[[pd.DataFrame], pd.DataFrame]
+    description: str
+
+
+SUMMARIES: tuple[Summary, ...] = (
+    Summary(
+        H5P_SCORES_SUMMARY.name, H5P_SCORES.name, h5p_summary,
+        "Per-learner aggregate of `h5p_scores`: attempted and finished contents, scores, time.",
+    ),
+    Summary(
+        VIDEO_PROGRESS_SUMMARY.name, VIDEO_PROGRESS.name, video_summary,
+        "Per-learner aggregate of `video_progress`: opened, completed and in-progress videos.",
+    ),
+)
+"""Every summary table, declared once: the summary assets, their ``matches_detail`` checks and
+the simulated replay are generated from it."""

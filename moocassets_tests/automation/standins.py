@@ -1,7 +1,9 @@
 """Stand-in assets with the real graph's keys, groups, partitions and dependencies (no I/O).
 
-Automation tests put the production conditions on these (through ``with_automation``) and
-report materializations into an ephemeral instance, so they run in well under a second.
+The graph is read from the real asset definitions (``moocassets.assets.ALL_ASSETS``), so these
+stand-ins cannot drift from it. Automation tests put the production conditions on them
+(through ``with_automation``) and report materializations into an ephemeral instance, so they
+run in well under a second.
 """
 
 from __future__ import annotations
@@ -10,62 +12,53 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from moocassets.partitions import course_partitions
+from moocassets import keys
+from moocassets.assets import ALL_ASSETS as REAL_ASSETS
 
+
+def _real_specs() -> list[dg.AssetSpec]:
+    return [spec for asset in REAL_ASSETS for spec in asset.specs]
+
+
+def _deps(spec: dg.AssetSpec) -> list[str]:
+    return [dep.asset_key.to_user_string() for dep in spec.deps]
+
+
+_SPECS = _real_specs()
 ROOT_EXTRACTS = [
-    "mooc_course_extract",
-    "mooc_enrollments_extract",
-    "mooc_grades_extract",
-    "mooc_progress_extract",
-    "mooc_discussions_extract",
+    s.key.to_user_string() for s in _SPECS if s.group_name == keys.EXTRACT_GROUP and not s.deps
 ]
-H5P_EXTRACTS = ["h5p_scores_extract", "video_progress_extract", "dashboard_extract"]
+H5P_EXTRACTS = [
+    s.key.to_user_string() for s in _SPECS if s.group_name == keys.EXTRACT_GROUP and s.deps
+]
 EXTRACTS = [*ROOT_EXTRACTS, *H5P_EXTRACTS]
 WAREHOUSE_DEPS: dict[str, list[str]] = {
-    "enrollments": ["mooc_enrollments_extract"],
-    "mooc_grades": ["mooc_grades_extract", "enrollments"],
-    "mooc_progress": ["mooc_progress_extract", "enrollments"],
-    "mooc_discussions": ["mooc_discussions_extract", "enrollments"],
-    "h5p_scores": ["h5p_scores_extract", "enrollments"],
-    "video_progress": ["video_progress_extract", "enrollments"],
-    "dashboard_summary": ["dashboard_extract", "enrollments"],
-    "h5p_scores_summary": ["h5p_scores", "enrollments"],
-    "video_progress_summary": ["video_progress", "enrollments"],
-    "raw_data_history": [
-        "enrollments", "mooc_grades", "mooc_progress", "mooc_discussions",
-        "h5p_scores_summary", "video_progress_summary", "dashboard_summary",
-        "mooc_course_extract",
-    ],
-    "raw_data": [
-        "enrollments", "mooc_grades", "mooc_progress", "mooc_discussions",
-        "h5p_scores_summary", "video_progress_summary", "dashboard_summary",
-        "mooc_course_extract", "dropout_risk_model",
-    ],
+    s.key.to_user_string(): _deps(s)
+    for s in _SPECS
+    if s.group_name in (keys.WAREHOUSE_GROUP, keys.FEATURES_GROUP)
 }
+"""Every course-partitioned asset downstream of the extracts, with its dependencies."""
+WAREHOUSE_TABLES = [
+    s.key.to_user_string() for s in _SPECS if s.group_name == keys.WAREHOUSE_GROUP
+]
 ALL_ASSETS = [*EXTRACTS, *WAREHOUSE_DEPS]  # every course-partitioned asset
-MODEL = "dropout_risk_model"  # unpartitioned, group risk, trained on raw_data_history
+MODEL = keys.RISK_MODEL  # unpartitioned, group risk, trained on raw_data_history
 
 
-def _asset(name: str, group: str, deps: Sequence[str]) -> dg.AssetsDefinition:
-    @dg.asset(name=name, group_name=group, deps=list(deps), partitions_def=course_partitions)
+def standin_assets() -> list[dg.AssetsDefinition]:
+    return [_standin(spec) for spec in _SPECS]
+
+
+def _standin(spec: dg.AssetSpec) -> dg.AssetsDefinition:
+    return _asset(spec.key.to_user_string(), spec.group_name or "default", _deps(spec),
+                  spec.partitions_def)
+
+
+def _asset(
+    name: str, group: str, deps: Sequence[str], partitions_def: dg.PartitionsDefinition | None
+) -> dg.AssetsDefinition:
+    @dg.asset(name=name, group_name=group, deps=list(deps), partitions_def=partitions_def)
     def _a() -> None:
         return None
 
     return _a
-
-
-def standin_assets() -> list[dg.AssetsDefinition]:
-    return [
-        *(_asset(n, "extract", []) for n in ROOT_EXTRACTS),
-        *(_asset(n, "extract", ["mooc_enrollments_extract"]) for n in H5P_EXTRACTS),
-        *(_asset(n, "warehouse", deps) for n, deps in WAREHOUSE_DEPS.items()),
-        _model(),
-    ]
-
-
-def _model() -> dg.AssetsDefinition:
-    @dg.asset(name=MODEL, group_name="risk", deps=["raw_data_history"])
-    def _m() -> None:
-        return None
-
-    return _m

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
+from moocassets import keys
 from moocassets.automation import AutomationSettings, with_automation
 from moocassets.automation.conditions import COURSE_ENDS_METADATA_KEY, course_end_from_metadata
 from moocassets_tests.automation.standins import (
@@ -22,6 +23,7 @@ from moocassets_tests.automation.standins import (
     MODEL,
     ROOT_EXTRACTS,
     WAREHOUSE_DEPS,
+    WAREHOUSE_TABLES,
     standin_assets,
 )
 
@@ -99,7 +101,7 @@ def test_conditions_are_applied_and_freshness_only_on_warehouse(defs: dg.Definit
     for name in ALL_ASSETS:
         node = graph.get(dg.AssetKey(name))
         assert node.automation_condition is not None
-        assert (node.freshness_policy is not None) == (name in WAREHOUSE_DEPS), name
+        assert (node.freshness_policy is not None) == (name in WAREHOUSE_TABLES), name
 
 
 def test_new_partition_is_loaded_once_end_to_end(
@@ -151,9 +153,10 @@ def test_course_that_ended_after_the_last_load_gets_one_final_refresh(
     # the course extract learns the end date (its own load is after the end: final) ...
     _materialize(instance, ENDED, ["mooc_course_extract"], end)
     second = _evaluate(defs, instance, t0 + timedelta(minutes=2), first.cursor)
-    # ... which raw_data and its history snapshot follow
-    assert _requested(second) == {"raw_data": {ENDED}, "raw_data_history": {ENDED}}
-    _materialize(instance, ENDED, ["raw_data", "raw_data_history"])  # (that request's run)
+    # ... which the features (reading the dates), raw_data and its history snapshot follow
+    follow = ["learner_features", "raw_data", "raw_data_history"]
+    assert _requested(second) == {name: {ENDED} for name in follow}
+    _materialize(instance, ENDED, follow)  # (that request's run)
     third = _evaluate(defs, instance, t0 + timedelta(minutes=3), second.cursor)
     assert third.total_requested == 0
     tick = _evaluate(defs, instance, t0 + timedelta(hours=13), third.cursor)
@@ -172,7 +175,7 @@ def test_missing_upstream_never_triggers_downstream(
     t0 = _now()
     instance.add_dynamic_partitions("course_id", [RUNNING, OTHER])
     _materialize(instance, OTHER, EXTRACTS)  # OTHER: extracts present, warehouse missing
-    warehouse_only = dg.AssetSelection.groups("warehouse")
+    warehouse_only = dg.AssetSelection.groups(keys.WAREHOUSE_GROUP, keys.FEATURES_GROUP)
     tick = _evaluate(defs, instance, t0 + timedelta(minutes=1), selection=warehouse_only)
     requested = _requested(tick)
     assert all(RUNNING not in keys for keys in requested.values())  # its extracts are missing

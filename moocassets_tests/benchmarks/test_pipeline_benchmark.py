@@ -66,7 +66,7 @@ def test_summary_table_has_ratios_and_formats_both_ways() -> None:
 def test_parse_collapsed_attributes_the_main_thread() -> None:
     lines = [
         "thread (0x1);main (benchmarks/pipeline.py:1);project_worker (benchmarks/pipeline.py:2);"
-        "write_table (moocassets/io/mysql_io_manager.py:3);execute (pymysql/cursors.py:4) 30",
+        "write_table (moocassets/io/write.py:3);execute (pymysql/cursors.py:4) 30",
         "thread (0x1);main (benchmarks/pipeline.py:1);project_worker (benchmarks/pipeline.py:2);"
         "run (moocassets/sources/http.py:5);wait (threading.py:6) 60",
         "thread (0x1);main (benchmarks/pipeline.py:1);project_worker (benchmarks/pipeline.py:2);"

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
 
-from moocassets import settings
-from moocassets.assets.extract import EXTRACT_ASSETS, H5P_POOL
+from moocassets import keys, settings
+from moocassets.assets.extract import EXTRACT_ASSETS
 from moocassets.execution import (
     CELERY_QUEUE_TAG,
     CELERY_SETTINGS,
@@ -55,7 +55,7 @@ def test_the_executor_is_chosen_once_from_the_environment(
 def test_only_the_h5p_extracts_go_to_the_h5p_queue() -> None:
     for asset in EXTRACT_ASSETS:
         queue = asset.op.tags.get(CELERY_QUEUE_TAG, DEFAULT_QUEUE)
-        assert (queue == H5P_QUEUE) == (asset.op.pool == H5P_POOL), (asset.key, queue)
+        assert (queue == H5P_QUEUE) == (asset.op.pool == keys.H5P_POOL), (asset.key, queue)
     assert sum(a.op.tags.get(CELERY_QUEUE_TAG) == H5P_QUEUE for a in EXTRACT_ASSETS) == 3
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from dagster import AssetExecutionContext
 
 from moocassets.io import WarehouseIOManager, WarehouseResource, make_engine
-from moocassets.io.mysql_io_manager import RunFrameCache
+from moocassets.io.run_cache import RunFrameCache
 from moocassets.partitions import course_partitions
 from moocassets.schema import table_spec
 from moocassets_tests.io.helpers import COURSES, NASTY_COURSE, h5p_frame, sort_rows

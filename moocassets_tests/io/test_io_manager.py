@@ -18,11 +18,11 @@ from moocassets.io import (
     WarehouseIOManager,
     WarehouseWriteError,
     WriteEvent,
+    WriteOptions,
     make_engine,
     read_table,
     write_table,
 )
-from moocassets.io.mysql_io_manager import WriteOptions
 from moocassets.partitions import course_partitions
 from moocassets.schema import SchemaError, table_spec
 from moocassets_tests.io.helpers import (
@@ -397,14 +397,14 @@ def test_new_declared_column_is_added_and_logged(mysql_database_url: str) -> Non
 def test_incompatible_change_fails_and_changes_nothing(
     mysql_database_url: str, ddl: str, expected: str
 ) -> None:
-    from moocassets.io import mysql_io_manager
+    from moocassets.io.ddl import reset_verification
 
     course = COURSES[0]
     engine = make_engine(mysql_database_url)
     write_table(engine, H5P, h5p_frame(course), [course])
     with engine.begin() as conn:
         conn.execute(sa.text(ddl))
-    mysql_io_manager._reset_verification(engine, "h5p_scores")  # a new process would re-verify
+    reset_verification(engine, "h5p_scores")  # a new process would re-verify
     show = "SHOW CREATE TABLE h5p_scores"
     before_ddl = db_rows(mysql_database_url, show)
     before_rows = _content(mysql_database_url, course)

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from moocassets import schema
-from moocassets.io import make_engine, read_table, write_table
-from moocassets.io.mysql_io_manager import WarehouseError
+from moocassets.io import WarehouseError, make_engine, read_table, write_table
 
 pytestmark = pytest.mark.mysql
 

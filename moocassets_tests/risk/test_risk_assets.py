@@ -16,9 +16,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from moocassets.assets.extract import EXTRACT_ASSETS
-from moocassets.assets.risk import RAW_DATA_HISTORY, RISK_ASSETS
-from moocassets.assets.warehouse import WAREHOUSE_ASSETS
+from moocassets.assets import ALL_ASSETS, EXTRACT_ASSETS, FEATURE_ASSETS, WAREHOUSE_ASSETS
 from moocassets.io import (
     ExtractStoreIOManager,
     ModelStoreIOManager,
@@ -26,6 +24,7 @@ from moocassets.io import (
     make_engine,
     write_table,
 )
+from moocassets.schema import RAW_DATA_HISTORY
 from moocassets.simulator import World, WorldConfig, create_app, serve_in_thread
 from moocassets.sources import H5PApiResource, MoocApiResource
 from moocassets.transforms import risk
@@ -33,7 +32,6 @@ from moocassets.transforms import risk
 pytestmark = pytest.mark.mysql
 
 EMAIL = "risk.test@example.edu"
-ALL_ASSETS = [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *RISK_ASSETS]
 
 
 @dataclass
@@ -65,7 +63,7 @@ def _resources(sim: Sim, url: str, tmp: Path) -> dict[str, Any]:
 
 def _config(as_of: datetime, selection: list[str]) -> dict[str, Any]:
     cfg = {"config": {"as_of": as_of.isoformat()}}
-    return {"ops": {k: cfg for k in ("raw_data", "raw_data_history") if k in selection}}
+    return {"ops": {"learner_features": cfg}} if "learner_features" in selection else {}
 
 
 def _run(sim: Sim, url: str, tmp: Path, instance: dg.DagsterInstance, selection: list[str],
@@ -83,7 +81,8 @@ def _sql(url: str, query: str, **params: Any) -> pd.DataFrame:
         return pd.read_sql(sa.text(query), conn, params=params)
 
 
-LOAD = [a.key.to_user_string() for a in [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS]
+SNAPSHOT = ["learner_features", "raw_data_history"]  # a snapshot at the configured as_of
+LOAD = [a.key.to_user_string() for a in [*EXTRACT_ASSETS, *WAREHOUSE_ASSETS, *FEATURE_ASSETS]
         if a.key.to_user_string() != "raw_data"]
 
 
@@ -149,7 +148,7 @@ def test_same_as_of_again_is_idempotent(
     query = "SELECT * FROM raw_data_history WHERE course_id = :c ORDER BY user_id, as_of"
     before = _sql(url, query, c=cid)
     assert len(before) > 0 and before["as_of"].nunique() == 1
-    _run(sim, url, tmp, instance, ["raw_data_history"], cid, sim.world.now)
+    _run(sim, url, tmp, instance, SNAPSHOT, cid, sim.world.now)
     after = _sql(url, query, c=cid)
     pd.testing.assert_frame_equal(before.drop(columns=["id"]), after.drop(columns=["id"]))
 
@@ -163,9 +162,9 @@ def test_history_keeps_one_snapshot_per_as_of(
     other = next(c for c in sim.world.courses if c != cid)
     other_before = len(_sql(url, "SELECT id FROM raw_data_history WHERE course_id = :c", c=other))
     earlier = sim.world.now - timedelta(days=7)
-    _run(sim, url, tmp, instance, ["raw_data_history"], cid, earlier)
-    _run(sim, url, tmp, instance, ["raw_data_history"], cid, sim.world.now)
-    _run(sim, url, tmp, instance, ["raw_data_history"], cid, earlier)  # again: replaces only it
+    _run(sim, url, tmp, instance, SNAPSHOT, cid, earlier)
+    _run(sim, url, tmp, instance, SNAPSHOT, cid, sim.world.now)
+    _run(sim, url, tmp, instance, SNAPSHOT, cid, earlier)  # again: replaces only it
     rows = _sql(url, "SELECT user_id, as_of FROM raw_data_history WHERE course_id = :c", c=cid)
     counts = rows.groupby("as_of").size()
     assert len(counts) == 2

@@ -21,7 +21,8 @@ from moocassets.sources import (
     SourceUnavailableError,
     redact,
 )
-from moocassets.sources.http import backoff_delay, parse_retry_after, register_secret
+from moocassets.sources.http import backoff_delay, parse_retry_after
+from moocassets.sources.redaction import register_secret
 from moocassets_tests.sources import (
     COURSE,
     COURSE_ENC,

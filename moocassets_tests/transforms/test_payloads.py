@@ -517,14 +517,15 @@ def test_h5p_no_data_learners_and_mapping_shapes() -> None:
     payloads = {
         1: None,  # 404 no_data: no rows, not a record
         2: h1(2),  # empty scores list
-        3: {"user_id": 3},  # no scores key at all
+        3: {"user_id": 3},  # no scores key at all: a malformed answer, one rejected record
         4: h1(4, {"content_id": 1}, {"content_id": 2}),
         5: {"scores": [{"content_id": 1}]},  # no echoed user_id: the key is the learner
     }
     parsed = h5p_score_rows(COURSE, payloads, FETCHED)
     frame = check_table(H5P_SCORES, parsed)
     assert frame[["user_id", "content_id"]].values.tolist() == [[4, 1], [4, 2], [5, 1]]
-    assert parsed.seen == 3 and parsed.rejects == []
+    assert parsed.seen == 4
+    assert reasons(parsed) == [("user_id=3", "no scores list in the answer")]
 
 
 @pytest.mark.parametrize(
