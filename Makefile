@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-batch test test-fast lint bench bench-io bench-extract bench-pipeline bench-risk clean
+.PHONY: demo demo-batch test test-fast lint bench bench-io bench-extract bench-pipeline bench-risk bench-scale clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench-pipeline: $(STAMP)
 
 bench-risk: $(STAMP)
 	$(BIN)/python -m benchmarks.risk_evaluation
+
+## One run per course: in-process executor vs Celery with 1 and 2 workers (RabbitMQ, MariaDB).
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale_out
 
 clean:
 	rm -rf $(VENV) .dagster_home .pytest_cache .ruff_cache

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 COURSE_JOB = "course_refresh"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+PARTITION_TAG = "dagster/partition"
 MAX_COURSES_PER_RUN = 25
 """A ranged run holds every course's frames at once (about 25 MiB per 1,000-learner course on top
 of ~230 MiB, measured in benchmarks/pipeline.py), so long lists are split into runs this long."""
@@ -73,7 +74,7 @@ class BackfillRun:
     was followed by one run per course (the later runs tell each course's outcome)."""
 
     courses: tuple[str, ...]
-    result: dg.ExecuteInProcessResult
+    result: dg.ExecuteInProcessResult | dg.JobExecutionResult
     superseded: bool = False
 
     @property
@@ -88,18 +89,34 @@ def execute_courses(
     *,
     tags: Mapping[str, str] | None = None,
     run_config: Mapping[str, Any] | None = None,
-) -> dg.ExecuteInProcessResult:
-    """One in-process run of ``job`` over ``courses``: a partition key for one course, the range
-    tags for several (consecutive registered partitions)."""
+) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
+    """One run of ``job`` over ``courses``: a partition key for one course, the range tags for
+    several (consecutive registered partitions).
+
+    With the in-process executor the run executes here (``execute_in_process``); with any other
+    (Celery, ``MOOCASSETS_EXECUTOR``) this process orchestrates the run with the job's executor
+    and its steps execute wherever that executor sends them (``dg.execute_job`` of the
+    reconstructable ``moocassets.definitions.course_refresh``)."""
+    import dagster as dg
+
     run_tags = dict(tags or {})
-    kwargs: dict[str, Any] = {}
-    if len(courses) == 1:
-        kwargs["partition_key"] = courses[0]
-    else:
+    if len(courses) > 1:
         run_tags.update({RANGE_START_TAG: courses[0], RANGE_END_TAG: courses[-1]})
-    return job.execute_in_process(
-        instance=instance, raise_on_error=False, tags=run_tags,
-        run_config=dict(run_config or {}), **kwargs,
+    if job.executor_def.name == dg.in_process_executor.name:
+        return job.execute_in_process(
+            instance=instance, raise_on_error=False, tags=run_tags,
+            run_config=dict(run_config or {}),
+            **({"partition_key": courses[0]} if len(courses) == 1 else {}),
+        )
+    if len(courses) == 1:
+        run_tags[PARTITION_TAG] = courses[0]
+    from moocassets.definitions import course_refresh
+
+    if job.name != COURSE_JOB:
+        raise ValueError(f"only {COURSE_JOB} runs on the {job.executor_def.name} executor here")
+    return dg.execute_job(
+        dg.reconstructable(course_refresh), instance, run_config=dict(run_config or {}),
+        tags=run_tags, raise_on_error=False,
     )
 
 
@@ -129,7 +146,7 @@ def run_backfill(
         else [[c] for c in dict.fromkeys(course_ids)]
     )
 
-    def execute(group: list[str]) -> dg.ExecuteInProcessResult:
+    def execute(group: list[str]) -> dg.ExecuteInProcessResult | dg.JobExecutionResult:
         return execute_courses(job, instance, group, tags=tags, run_config=run_config)
 
     runs: list[BackfillRun] = []
@@ -142,8 +159,17 @@ def run_backfill(
     return runs
 
 
-def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
+def failed_steps(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> list[str]:
     return [e.step_key or "?" for e in result.all_events if e.is_step_failure]
+
+
+def run_failure_message(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> str:
+    """Why the run failed as a whole (e.g. the broker unreachable), or ``""``."""
+    for event in result.all_events:
+        if event.is_run_failure:
+            error = getattr(event.event_specific_data, "error", None)
+            return error.message.strip() if error is not None else (event.message or "")
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  run {r.result.run_id} ({', '.join(r.courses[:3])}"
                   f"{', ...' if len(r.courses) > 3 else ''}) failed at "
                   f"{failed_steps(r.result)} ({what})", file=sys.stderr)
+            if why := run_failure_message(r.result):
+                print(f"    {why}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -7,6 +7,7 @@ import dagster as dg
 from moocassets import keys, settings
 from moocassets.assets import ALL_ASSETS
 from moocassets.automation import automation_defs, settings_from_env, with_automation
+from moocassets.execution import build_executor
 from moocassets.io import ExtractStoreIOManager, ModelStoreIOManager, WarehouseIOManager
 from moocassets.sources import H5PApiResource, MoocApiResource
 
@@ -25,8 +26,10 @@ def build_resources() -> dict[str, object]:
             base_url=settings.env_or_default(settings.H5P_API_URL, settings.DEFAULT_H5P_API_URL),
         ),
         keys.WAREHOUSE_IO: WarehouseIOManager(database_url=database_url),
-        keys.EXTRACT_IO: ExtractStoreIOManager(),
-        keys.MODEL_IO: ModelStoreIOManager(),
+        # extract frames, features and models in the warehouse database: every step reaches
+        # them, on whichever host it runs (moocassets/io/objects.py)
+        keys.EXTRACT_IO: ExtractStoreIOManager(database_url=database_url),
+        keys.MODEL_IO: ModelStoreIOManager(database_url=database_url),
     }
 
 
@@ -45,9 +48,8 @@ def build_core_defs() -> dg.Definitions:
         assets=ALL_ASSETS,
         jobs=[course_refresh_job],
         resources=build_resources(),
-        # One course partition per run; steps run in one process (no per-step process start-up,
-        # one HTTP client per system per run). The H5P fan-out is concurrent inside each step.
-        executor=dg.in_process_executor,
+        # MOOCASSETS_EXECUTOR: in_process (default) or celery (moocassets/execution.py)
+        executor=build_executor(settings.executor_name()),
     )
 
 # Sensors, automation sensor; conditions + freshness on the assets (docs/AUTOMATION.md).
@@ -61,3 +63,10 @@ defs = with_automation(
     ),
     _automation_settings,
 )
+
+
+def course_refresh() -> dg.JobDefinition:
+    """``course_refresh`` of ``defs``, at module scope so ``dg.reconstructable`` can point at it:
+    a run outside the webserver/daemon on the Celery executor (``moocassets.backfill``) needs a
+    job its workers can rebuild."""
+    return defs.resolve_job_def(course_refresh_job.name)

@@ -1,8 +1,9 @@
 """How the deployment is configured: environment variable names and the resources built from them.
 
-Values are passed to resources as ``dg.EnvVar`` so Dagster resolves them at launch and hides them in
-the UI. Only the *presence* of optional variables is read here, at definition load, to choose
-between alternatives (session cookie vs login; MySQL vs the embedded SQLite demo database).
+Values are passed to resources (and to the Celery executor) as ``dg.EnvVar`` so Dagster resolves
+them at launch and hides them in the UI. Only the *presence* of optional variables (and the
+executor's name) is read here, at definition load, to choose between alternatives (session cookie
+vs login; MySQL vs the embedded SQLite demo database; in-process vs Celery steps).
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ MOOC_SESSIONID = "MOOCASSETS_MOOC_SESSIONID"
 MOOC_EMAIL = "MOOCASSETS_MOOC_EMAIL"
 MOOC_PASSWORD = "MOOCASSETS_MOOC_PASSWORD"
 SQLITE_PATH = "MOOCASSETS_SQLITE_PATH"
+EXECUTOR = "MOOCASSETS_EXECUTOR"
+CELERY_BROKER_URL = "MOOCASSETS_CELERY_BROKER_URL"
+CELERY_BACKEND_URL = "MOOCASSETS_CELERY_BACKEND_URL"
+
+IN_PROCESS = "in_process"
+CELERY = "celery"
+EXECUTORS = (IN_PROCESS, CELERY)
+DEFAULT_CELERY_BROKER_URL = "pyamqp://guest@127.0.0.1:5672//"
+DEFAULT_CELERY_BACKEND_URL = "rpc://"
 
 DEFAULT_MOOC_API_URL = "http://127.0.0.1:8765/api/custom/v1"
 DEFAULT_H5P_API_URL = "http://127.0.0.1:8765/wp-json/mooc/v1"
@@ -55,3 +65,18 @@ def database_url() -> str | dg.EnvVar:
         url.removeprefix("sqlite:///"),
     )
     return url
+
+
+def executor_name() -> str:
+    """``MOOCASSETS_EXECUTOR``: ``in_process`` (default: every step of a run in the run's process)
+    or ``celery`` (steps on dagster-celery workers; needs a MySQL warehouse every worker reaches,
+    ``deploy/celery/``)."""
+    name = (os.environ.get(EXECUTOR) or IN_PROCESS).strip().lower().replace("-", "_")
+    if name not in EXECUTORS:
+        raise ValueError(f"{EXECUTOR}={name!r}: expected one of {', '.join(EXECUTORS)}")
+    if name == CELERY and not os.environ.get(DATABASE_URL):
+        raise ValueError(
+            f"{EXECUTOR}=celery needs {DATABASE_URL} (a MySQL warehouse that every worker "
+            "reaches); the embedded SQLite demo file exists on one host only"
+        )
+    return name

@@ -24,6 +24,7 @@ from moocassets.assets.common import (
     split_by_course,
 )
 from moocassets.endpoints import ENDPOINTS, Endpoint
+from moocassets.execution import h5p_queue_tags
 from moocassets.partitions import course_partitions
 from moocassets.sources import FetchStats, H5PApiResource, MoocApiResource
 from moocassets.transforms import payloads
@@ -172,6 +173,8 @@ def _h5p_extract(ep: Endpoint) -> dg.AssetsDefinition:
     @dg.asset(
         name=ep.extract,
         ins={"enrollments": dg.AssetIn(keys.ENROLLMENTS_EXTRACT)},
+        # on Celery, the H5P queue: its workers bound the load on the H5P server
+        op_tags=h5p_queue_tags(),
         **_extract_kwargs(ep.extract_description, keys.H5P_POOL, ep.table),
     )
     def _asset(

@@ -1,34 +1,36 @@
-"""The extract store: one pickle per extract asset and course partition.
+"""The extract store: one pickled frame per extract asset and course partition.
 
 Dagster's ``FilesystemIOManager`` keeps one file per output and refuses an output that covers
 several partitions (a single run over a range of courses). This IO manager splits each extract
-frame by ``course_id`` and keeps one file per course, so a ranged run and the per-course runs
-read and write the same files: ``<base_dir>/<asset>/<quoted course id>.pkl`` (atomic writes).
-A course that has no rows in the frame gets an empty frame with the same columns, so "nothing at
-the source" replaces what was there before.
+frame by ``course_id`` and keeps one object per course, so a ranged run and the per-course runs
+read and write the same objects. A course that has no rows in the frame gets an empty frame with
+the same columns, so "nothing at the source" replaces what was there before. A ranged output's
+courses are replaced together (one transaction in the database store).
+
+Where: ``moocassets.definitions`` puts them in the warehouse database (table
+``pipeline_objects``, :mod:`moocassets.io.objects`), so a step on one host reads what a step on
+another host wrote; ``base_dir`` keeps them as files instead (one host).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
-from urllib.parse import quote
 
 import dagster as dg
 import pandas as pd
 
-from moocassets.io.files import PickleStoreIOManager, read_pickle, write_pickle
+from moocassets.io.pickle_store import PickleStoreIOManager
 from moocassets.schema import PARTITION_COLUMN
 
 
+class ExtractNotMaterializedError(LookupError):
+    """An extract partition a step reads was never stored."""
+
+
 class ExtractStoreIOManager(PickleStoreIOManager):
-    """Extract frames per (asset, course partition) under ``base_dir`` (default: instance
-    storage ``extracts/``)."""
+    """Extract frames per (asset, course partition)."""
 
     STORAGE_SUBDIR: ClassVar[str] = "extracts"
-
-    def _path(self, asset_key: dg.AssetKey, course_id: str) -> Path:
-        return self.root().joinpath(*asset_key.path, quote(course_id, safe="") + ".pkl")
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         if not context.has_asset_partitions:
@@ -43,21 +45,21 @@ class ExtractStoreIOManager(PickleStoreIOManager):
                 f"{context.asset_key.to_user_string()}: rows of course(s) {stray[:5]} that are "
                 f"not among the partitions written ({len(keys)})"
             )
-        for key in keys:
-            part = groups.get(key, obj.iloc[0:0])
-            write_pickle(self._path(context.asset_key, key), part.reset_index(drop=True))
+        self.store().put_many({
+            self.key(context.asset_key, key): groups.get(key, obj.iloc[0:0]).reset_index(drop=True)
+            for key in keys
+        })
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        keys = list(context.asset_partition_keys)
-        frames = []
-        for key in keys:
-            path = self._path(context.asset_key, key)
-            if not path.exists():
-                raise FileNotFoundError(
-                    f"{context.asset_key.to_user_string()} has not been materialized for course "
-                    f"{key!r} ({path} missing)"
-                )
-            frames.append(read_pickle(path))
+        keys = [self.key(context.asset_key, k) for k in context.asset_partition_keys]
+        found = self.store().get_many(keys)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise ExtractNotMaterializedError(
+                f"{context.asset_key.to_user_string()} has not been materialized for course "
+                f"{missing[0].partition!r} ({self.store().where(missing[0])} missing)"
+            )
+        frames = [found[k] for k in keys]
         if len(frames) == 1:
             return frames[0]
         return pd.concat(frames, ignore_index=True)

@@ -1,41 +1,38 @@
-"""Pickled model objects (e.g. ``dropout_risk_model``) in the instance's storage directory.
+"""Pickled model objects (e.g. ``dropout_risk_model``), one per (unpartitioned) asset.
 
-Written atomically (temp file + ``os.replace``), so a reader never sees half a model. Loading a
-model that was never materialized returns ``None`` and logs it: the consumer decides what that
-means (``raw_data`` then scores with the documented fallback rule), so a fresh deployment does not
-have to wait for every course's history before the first scores appear.
+Written atomically, so a reader never sees half a model. Loading a model that was never
+materialized returns ``None`` and logs it: the consumer decides what that means (``raw_data``
+then scores with the documented fallback rule), so a fresh deployment does not have to wait for
+every course's history before the first scores appear. Kept where the extract store keeps its
+frames (the warehouse database in ``moocassets.definitions``; files with ``base_dir``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import dagster as dg
 
-from moocassets.io.files import PickleStoreIOManager, read_pickle, write_pickle
+from moocassets.io.pickle_store import PickleStoreIOManager
 
 
 class ModelStoreIOManager(PickleStoreIOManager):
-    """One pickle per (unpartitioned) asset under ``base_dir`` (default: instance storage
-    ``models/``)."""
+    """One pickled object per (unpartitioned) asset."""
 
     STORAGE_SUBDIR: ClassVar[str] = "models"
 
-    def _path(self, context: dg.InputContext | dg.OutputContext) -> Path:
-        return self.root().joinpath(*context.asset_key.path).with_suffix(".pkl")
-
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        path = self._path(context)
-        write_pickle(path, obj)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+        key = self.key(context.asset_key)
+        self.store().put_many({key: obj})
+        context.add_output_metadata({"stored_in": dg.MetadataValue.text(self.store().where(key))})
 
     def load_input(self, context: dg.InputContext) -> Any:
-        path = self._path(context)
-        if not path.exists():
+        key = self.key(context.asset_key)
+        found = self.store().get_many([key])
+        if key not in found:
             context.log.info(
                 f"{context.asset_key.to_user_string()} has not been materialized yet "
-                f"({path} missing)"
+                f"({self.store().where(key)} missing)"
             )
             return None
-        return read_pickle(path)
+        return found[key]

@@ -1,4 +1,7 @@
-"""The extract store: one file per (asset, course), ranged outputs split, removals reflected.
+"""The extract store: one object per (asset, course), ranged outputs split, removals reflected.
+
+Every test runs against both places the store keeps objects: files under ``base_dir`` and the
+``pipeline_objects`` table of a database (SQLite here; MariaDB in ``test_objects_in_mysql``).
 
 (No ``from __future__ import annotations``: Dagster checks the ``context`` annotation.)
 """
@@ -9,8 +12,10 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from moocassets.io import ExtractStoreIOManager
+from moocassets.io.objects import OBJECTS_TABLE
 from moocassets.partitions import course_partitions
 
 NASTY = "course-v1:O'Reilly+CS:101/2025_T1"
@@ -43,43 +48,66 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
-def _run(instance: dg.DagsterInstance, tmp_path: Path, selection: list[dg.AssetsDefinition],
-         **kw: object) -> dg.ExecuteInProcessResult:
+@pytest.fixture(params=["files", "table"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ExtractStoreIOManager:
+    if request.param == "files":
+        return ExtractStoreIOManager(base_dir=str(tmp_path))
+    return ExtractStoreIOManager(database_url=f"sqlite:///{tmp_path / 'warehouse.sqlite'}")
+
+
+def _stored_courses(store: ExtractStoreIOManager, tmp_path: Path) -> list[str]:
+    """How the store laid out some_extract: file names, or partition keys of the table."""
+    if store.base_dir:
+        return sorted(p.name for p in (tmp_path / "some_extract").iterdir())
+    engine = sa.create_engine(store.database_url or "")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT DISTINCT partition_key FROM {OBJECTS_TABLE} "
+                                    "WHERE store = 'extracts' AND asset = 'some_extract'"))
+        keys = sorted(r[0] for r in rows)
+    engine.dispose()
+    return keys
+
+
+def _run(instance: dg.DagsterInstance, store: ExtractStoreIOManager,
+         selection: list[dg.AssetsDefinition], **kw: object) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [some_extract, reader], selection=selection, instance=instance,
-        resources={"extracts": ExtractStoreIOManager(base_dir=str(tmp_path))}, **kw)  # type: ignore[arg-type]
+        resources={"extracts": store}, **kw)  # type: ignore[arg-type]
 
 
 def test_a_ranged_output_is_split_per_course_and_read_back_per_course(
-    instance: dg.DagsterInstance, tmp_path: Path
+    instance: dg.DagsterInstance, store: ExtractStoreIOManager, tmp_path: Path
 ) -> None:
-    res = _run(instance, tmp_path, [some_extract], tags={
+    res = _run(instance, store, [some_extract], tags={
         "dagster/asset_partition_range_start": PLAIN,
         "dagster/asset_partition_range_end": NASTY})
     assert res.success
-    files = sorted(p.name for p in (tmp_path / "some_extract").iterdir())
-    assert len(files) == 2 and all("/" not in f for f in files)  # ids quoted into file names
+    stored = _stored_courses(store, tmp_path)
+    if store.base_dir:
+        assert len(stored) == 2 and all("/" not in f for f in stored)  # ids quoted into names
+    else:
+        assert stored == sorted([PLAIN, NASTY])
     # a later per-course run reads exactly its course's rows
-    res = _run(instance, tmp_path, [reader], partition_key=NASTY)
+    res = _run(instance, store, [reader], partition_key=NASTY)
     assert res.success
     assert res.output_for_node("reader")["user_id"].tolist() == [3]
 
 
 def test_a_course_without_rows_replaces_what_was_stored(
-    instance: dg.DagsterInstance, tmp_path: Path
+    instance: dg.DagsterInstance, store: ExtractStoreIOManager
 ) -> None:
-    assert _run(instance, tmp_path, [some_extract], partition_key=PLAIN).success
-    assert _run(instance, tmp_path, [some_extract], partition_key=PLAIN,
+    assert _run(instance, store, [some_extract], partition_key=PLAIN).success
+    assert _run(instance, store, [some_extract], partition_key=PLAIN,
                 tags={"empty": "yes"}).success
-    res = _run(instance, tmp_path, [reader], partition_key=PLAIN)
+    res = _run(instance, store, [reader], partition_key=PLAIN)
     got = res.output_for_node("reader")
     assert len(got) == 0 and list(got.columns) == ["course_id", "user_id"]
 
 
 def test_rows_of_another_course_fail_and_a_missing_course_is_named(
-    instance: dg.DagsterInstance, tmp_path: Path
+    instance: dg.DagsterInstance, store: ExtractStoreIOManager
 ) -> None:
-    res = _run(instance, tmp_path, [reader], partition_key=PLAIN, raise_on_error=False)
+    res = _run(instance, store, [reader], partition_key=PLAIN, raise_on_error=False)
     assert not res.success
     failure = next(e for e in res.all_events if e.is_step_failure)
     assert "some_extract" in str(failure.step_failure_data.error) and PLAIN in str(
@@ -90,8 +118,7 @@ def test_rows_of_another_course_fail_and_a_missing_course_is_named(
         return _frame(NASTY, [9])
 
     res = dg.materialize([wrong_course], partition_key=PLAIN, instance=instance,
-                         resources={"extracts": ExtractStoreIOManager(base_dir=str(tmp_path))},
-                         raise_on_error=False)
+                         resources={"extracts": store}, raise_on_error=False)
     assert not res.success
     failure = next(e for e in res.all_events if e.is_step_failure)
     assert NASTY in str(failure.step_failure_data.error)
