@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from moocassets.automation import AutomationSettings, with_automation
+from moocassets.automation import AutomationSettings, settings_from_env, with_automation
 from moocassets.backfill import RANGE_END_TAG, RANGE_START_TAG, execute_courses
 from moocassets.partitions import COURSE_PARTITIONS_NAME, course_partitions
 from moocassets_tests.automation.standins import (
@@ -201,3 +201,9 @@ def test_a_step_that_finishes_while_a_tick_evaluates_is_not_requested(
     settled = evaluate(defs, instance, _now() + SETTLE * 3, racing.cursor)
     assert requested(settled, ALL_ASSETS) == {}
 
+
+
+def test_the_settle_time_is_a_setting() -> None:
+    assert settings_from_env({})[1].settle == timedelta(seconds=60)
+    _, automation, _ = settings_from_env({"MOOCASSETS_AUTOMATION_SETTLE_SECONDS": "5"})
+    assert automation.settle == timedelta(seconds=5)
