@@ -11,7 +11,7 @@ Nothing the run is materializing, or has just materialized, may be requested.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -93,15 +93,6 @@ class RangedRun:
         self.thread.join(GATE_TIMEOUT_S)
         assert self.result is not None and self.result.success
         return self.result
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    inst = dg.DagsterInstance.ephemeral()
-    try:
-        yield inst
-    finally:
-        inst.dispose()
 
 
 def _defs(gates: dict[str, Gate]) -> dg.Definitions:

@@ -6,7 +6,6 @@ reported into an ephemeral instance and ticks are evaluated at chosen times (no 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -59,15 +58,6 @@ def _materialize(
 @pytest.fixture
 def defs() -> dg.Definitions:
     return with_automation(dg.Definitions(assets=standin_assets()), SETTINGS)
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    inst = dg.DagsterInstance.ephemeral()
-    try:
-        yield inst
-    finally:
-        inst.dispose()
 
 
 def _now() -> datetime:
