@@ -14,12 +14,15 @@ $(STAMP): requirements.lock pyproject.toml
 	@touch $(STAMP)
 
 ## Build the environment, start the simulator, fill every table for every course, serve the UI.
+## Ctrl-C, `kill` or closing the terminal stops it and everything it started.
+## Options: make demo DEMO_ARGS="--ui-port 3001 --sim-port 8766 --courses 5 --learners 100"
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/python -m moocassets.demo --ui
+	$(BIN)/python -m moocassets.demo --ui $(DEMO_ARGS)
 
 ## The same without the UI; exits when the tables are filled.
 demo-batch: $(STAMP)
-	$(BIN)/python -m moocassets.demo
+	$(BIN)/python -m moocassets.demo $(DEMO_ARGS)
 
 ## Build the environment and run the whole test suite (MariaDB tests need MOOCASSETS_TEST_DATABASE_URL
 ## or the local server; under CI=true an unreachable server is a failure, otherwise a skip).

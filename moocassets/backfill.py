@@ -120,6 +120,20 @@ def execute_courses(
     )
 
 
+def interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether the run was stopped by a signal (Ctrl-C, SIGTERM) rather than failing on its own:
+    Dagster then fails the run cleanly and returns instead of raising."""
+    import dagster as dg
+
+    stopped = dg.DagsterExecutionInterruptedError.__name__
+    return any(
+        event.event_type == dg.DagsterEventType.RUN_FAILURE
+        and event.job_failure_data.error is not None
+        and event.job_failure_data.error.cls_name == stopped
+        for event in result.all_events
+    )
+
+
 def run_backfill(
     instance: dg.DagsterInstance,
     course_ids: Sequence[str],
@@ -134,7 +148,8 @@ def run_backfill(
     """Materialize every course-partitioned asset of ``course_ids`` (``defs``: default
     ``moocassets.definitions.defs``). With ``retry_failed_per_course``, a ranged run that fails
     is followed by one run per course of its range, so one broken course does not keep the
-    others from loading (the failed ranged run wrote nothing for the failed step)."""
+    others from loading (the failed ranged run wrote nothing for the failed step). A run
+    stopped by a signal ends the backfill: ``KeyboardInterrupt``, no retry, no further run."""
     from moocassets.partitions import COURSE_PARTITIONS_NAME
 
     if defs is None:
@@ -152,10 +167,15 @@ def run_backfill(
     runs: list[BackfillRun] = []
     for group in groups:
         result = execute(group)
+        if interrupted(result):
+            raise KeyboardInterrupt(f"run {result.run_id} was interrupted")
         retry = not result.success and len(group) > 1 and retry_failed_per_course
         runs.append(BackfillRun(tuple(group), result, superseded=retry))
-        if retry:
-            runs.extend(BackfillRun((course,), execute([course])) for course in group)
+        for course in group if retry else ():
+            single = execute([course])
+            if interrupted(single):
+                raise KeyboardInterrupt(f"run {single.run_id} was interrupted")
+            runs.append(BackfillRun((course,), single))
     return runs
 
 
@@ -206,6 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as exc:
         print(f"backfill: {exc.args[0]}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(f"backfill: interrupted ({exc}); see the runs in the UI", file=sys.stderr)
+        return 130
     final = [r for r in runs if not r.superseded]
     failed = [r for r in final if not r.success]
     loaded = sum(len(r.courses) for r in final if r.success)

@@ -6,6 +6,11 @@ The simulator runs as a child process on a loopback port with a freshly generate
 is handed to the pipeline through the environment (never printed). ``DAGSTER_HOME`` defaults to
 ``./.dagster_home`` so the UI shows the demo's runs. Without ``MOOCASSETS_DATABASE_URL`` the
 warehouse is an embedded SQLite file; set it to a MySQL URL to fill MySQL instead.
+
+Stopping: Ctrl-C, ``kill`` (SIGTERM) or closing the terminal (SIGHUP), sent to ``make`` with this
+process or to this process alone, stops every process the demo started (simulator, webserver,
+daemon, their code servers and runs) before it exits (``moocassets.processes.stop_on_signals``).
+A port that is already taken (a demo still running?) is reported and the demo exits at once.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import argparse
 import contextlib
 import os
 import secrets
-import socket
+import signal
 import subprocess
 import sys
 import time
@@ -25,19 +30,28 @@ from typing import Any
 import httpx
 
 from moocassets import settings
-from moocassets.processes import free_port, stop_process_group
+from moocassets.processes import port_in_use, stop_on_signals, stop_process_group
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_EMAIL = "demo.operator@example.edu"
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def _say(message: str) -> None:
+    """Print, also when the terminal is gone (SIGHUP): cleanup must not fail on a dead tty."""
+    with contextlib.suppress(OSError, ValueError):
+        print(message, flush=True)
+
+
+def busy_ports(ports: dict[str, int]) -> str | None:
+    """A message naming the taken ports among ``ports`` ({what: port}), or None."""
+    taken = {what: port for what, port in ports.items() if port_in_use(port)}
+    if not taken:
+        return None
+    names = ", ".join(f"{port} ({what})" for what, port in taken.items())
+    flags = " ".join(f"--{what}-port N" for what in taken)
+    return (f"[demo] port {names} is already in use on 127.0.0.1 -- is another `make demo` "
+            "still running? Stop it (Ctrl-C in its terminal, or `kill` its make or python "
+            f"process), or choose free ports: make demo DEMO_ARGS='{flags}'. Nothing started.")
 
 
 def _wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -61,7 +75,7 @@ def _process(cmd: list[str], env: dict[str, str], name: str) -> Iterator[subproc
         yield proc
     finally:
         stop_process_group(proc)
-        print(f"[demo] stopped {name}", flush=True)
+        _say(f"[demo] stopped {name}")
 
 
 def _prepare_dagster_home() -> Path:
@@ -114,6 +128,10 @@ def materialize_everything(course_ids: list[str]) -> None:
 
 
 def _check(result: Any, what: str) -> None:
+    from moocassets.backfill import interrupted
+
+    if interrupted(result):
+        raise KeyboardInterrupt(f"run for {what} was interrupted")
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
         raise SystemExit(f"[demo] run for {what} failed at {failed}; see the UI/logs")
@@ -153,12 +171,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ui-port", type=int, default=3000)
     args = parser.parse_args(argv)
 
+    busy = busy_ports({"sim": args.sim_port, **({"ui": args.ui_port} if args.ui else {})})
+    if busy:
+        print(busy, file=sys.stderr)
+        return 2
+    with stop_on_signals() as stop:
+        try:
+            return _run(args)
+        except KeyboardInterrupt:
+            stop.acknowledge()
+            name = signal.Signals(stop.signum or signal.SIGINT).name
+            _say(f"[demo] stopped by {name}; every process it started has ended")
+            return stop.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     _prepare_dagster_home()
     if os.environ.get(settings.DATABASE_URL):
         from moocassets.io import ensure_database
 
         ensure_database(os.environ[settings.DATABASE_URL])
-    sim_port = args.sim_port if _port_is_free(args.sim_port) else free_port()
+    sim_port = args.sim_port
     password = secrets.token_urlsafe(18)
     base = f"http://127.0.0.1:{sim_port}"
     os.environ.update(
@@ -186,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         print_row_counts(course_ids)
         if not args.ui:
             return 0
-        ui_port = args.ui_port if _port_is_free(args.ui_port) else free_port()
+        ui_port = args.ui_port
         workspace = str(ROOT / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
         with _process(
@@ -198,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         ) as web:
             _wait_http(f"http://127.0.0.1:{ui_port}/server_info", 120, web)
             print(f"\n[demo] Dagster UI: http://127.0.0.1:{ui_port}  (lineage: Assets → "
-                  "View global asset lineage). Ctrl-C to stop.", flush=True)
-            with contextlib.suppress(KeyboardInterrupt):
-                web.wait()
+                  "View global asset lineage). Ctrl-C (or closing this terminal, or `kill`) "
+                  "stops the demo and everything it started.", flush=True)
+            web.wait()
+            _say(f"[demo] the webserver exited with code {web.returncode}")
     return 0
 
 

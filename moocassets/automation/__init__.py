@@ -25,6 +25,7 @@ from moocassets.automation.conditions import (
     AutomationSettings,
     CourseFinal,
     RetryBackoff,
+    SettlingPartitions,
     StalePartitions,
     extract_condition,
     risk_model_condition,
@@ -44,6 +45,7 @@ ENV_DISCOVERY_INTERVAL = "MOOCASSETS_DISCOVERY_INTERVAL_SECONDS"
 ENV_ENROLLMENTS_INTERVAL = "MOOCASSETS_ENROLLMENTS_INTERVAL_SECONDS"
 ENV_AUTOMATION_INTERVAL = "MOOCASSETS_AUTOMATION_INTERVAL_SECONDS"
 ENV_STALE_AFTER_HOURS = "MOOCASSETS_STALE_AFTER_HOURS"
+ENV_SETTLE_SECONDS = "MOOCASSETS_AUTOMATION_SETTLE_SECONDS"
 
 __all__ = [
     "AUTOMATION_SENSOR_NAME",
@@ -51,6 +53,7 @@ __all__ = [
     "CourseFinal",
     "RetryBackoff",
     "SensorSettings",
+    "SettlingPartitions",
     "StalePartitions",
     "automation_defs",
     "automation_sensor",
@@ -77,7 +80,10 @@ def settings_from_env(
         discovery_interval_seconds=int(num(ENV_DISCOVERY_INTERVAL, 300)),
         enrollments_interval_seconds=int(num(ENV_ENROLLMENTS_INTERVAL, 60)),
     )
-    automation = AutomationSettings(stale_after=timedelta(hours=num(ENV_STALE_AFTER_HOURS, 12)))
+    automation = AutomationSettings(
+        stale_after=timedelta(hours=num(ENV_STALE_AFTER_HOURS, 12)),
+        settle=timedelta(seconds=num(ENV_SETTLE_SECONDS, 60)),
+    )
     return sensors, automation, int(num(ENV_AUTOMATION_INTERVAL, 30))
 
 

@@ -2,7 +2,7 @@
 
 Dagster 1.13 evaluates a ``FreshnessPolicy`` per *asset* (the newest materialization of any
 partition), so a fresh course would hide a stale one. Staleness is therefore computed here per
-*course partition*, by three small custom conditions that read only the event log (no resources,
+*course partition*, by small custom conditions that read only the event log (no resources,
 no HTTP: they run inside the automation sensor every 30 s):
 
 ``StalePartitions(max_age)``
@@ -15,7 +15,11 @@ no HTTP: they run inside the automation sensor every 30 s):
     per-partition request bookkeeping in the condition's cursor: after a request that did not
     lead to a materialization, the next request waits ``base_delay * 2**(attempts-1)``; after
     ``max_attempts`` requests the partition is left alone until something materializes it (a
-    manual run, the enrollment sensor) or ``reset_after`` has passed.
+    manual run, the enrollment sensor) or ``reset_after`` has passed;
+``SettlingPartitions(settle)``
+    the partition was written by a run, or registered, less than ``settle`` ago: a guard that
+    keeps the automation from racing a backfill (a tick evaluating while a run writes; a course
+    registered seconds before the backfill's run exists).
 
 They are combined with built-ins in :func:`extract_condition` and :func:`warehouse_condition`.
 See ``docs/AUTOMATION.md``.
@@ -57,6 +61,9 @@ class AutomationSettings:
     """Wait after the first unsuccessful request; doubles after each further one."""
     retry_reset_after: timedelta | None = timedelta(hours=24)
     """Forget a given-up partition after this long (None: only a materialization resets it)."""
+    settle: timedelta = timedelta(seconds=60)
+    """Leave a partition alone this long after a run wrote it, and after it was registered (a
+    backfill's run is created seconds after the registration): :class:`SettlingPartitions`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,17 +294,76 @@ class RetryBackoff(dg.AutomationCondition[dg.AssetKey]):
         return dg.AutomationResult(context, true_subset, cursor=json.dumps(state, sort_keys=True))
 
 
+class SettlingPartitions(dg.AutomationCondition[dg.AssetKey]):
+    """Partitions a run has just written, or that were registered moments ago.
+
+    True for a partition of this asset whose latest materialization is less than ``settle`` old,
+    or that was never materialized and was first seen by this condition less than ``settle``
+    ago. Used as a guard (``~SettlingPartitions``) next to ``in_progress()``, it closes the
+    windows in which the automation raced a backfill:
+
+    * a tick reads its snapshot (newest event id, asset records) when it starts and evaluates
+      for seconds; a step of a run that finishes meanwhile is "missing" in the snapshot but
+      "not in progress" in Dagster's later query (planned, then materialized): requested again.
+      The latest materialization is read here when this guard is evaluated, after both;
+    * a course registered for a backfill (``make demo``, ``python -m moocassets.backfill``) is
+      missing and in no run until the backfill's run is created, seconds later.
+
+    Reads the event log only (batched); the cursor (JSON ``{partition: first_seen}``) holds
+    the never-materialized candidate partitions only. Unpartitioned assets are never settling.
+    """
+
+    def __init__(self, settle: timedelta) -> None:
+        self.settle = settle
+
+    @property
+    def name(self) -> str:
+        return "settling"
+
+    @property
+    def description(self) -> str:
+        return f"Partition written by a run, or registered, less than {self.settle} ago"
+
+    @property
+    def requires_cursor(self) -> bool:
+        return True
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        first_seen: dict[str, float] = json.loads(context.cursor) if context.cursor else {}
+        if context.candidate_subset.is_empty or context.partitions_def is None:
+            return dg.AutomationResult(
+                context, context.get_empty_subset(), cursor=json.dumps(first_seen, sort_keys=True)
+            )
+        now = context.evaluation_time.timestamp()
+        cutoff = now - self.settle.total_seconds()
+        keys = _candidate_keys(context)
+        records = latest_materializations(context.asset_graph_view.instance, context.key, keys)
+        written = {p for p, rec in records.items() if rec.timestamp > cutoff}
+        never = {p: first_seen.get(p, now) for p in keys - records.keys()}
+        registered = {p for p, seen in never.items() if seen > cutoff}
+        return dg.AutomationResult(
+            context,
+            _subset_of(context, written | registered),
+            cursor=json.dumps(never, sort_keys=True),
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Composed conditions
 # ---------------------------------------------------------------------------------------------
 
 
-def _guards() -> dg.AutomationCondition:
-    """``eager()``'s guards: no dependency missing (and not requested now), none in progress,
-    this partition not in progress (run or backfill)."""
+def _guards(settings: AutomationSettings) -> dg.AutomationCondition:
+    """``eager()``'s guards -- no dependency missing (and not requested now), none in progress,
+    this partition not in progress (run or backfill) -- after the settle guard: not written by a
+    run, nor registered, less than ``settings.settle`` ago (first, so that it sees every
+    triggered partition and dates a new course from its first tick)."""
     return (
-        ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress()
-    ).with_label("no dep missing, nothing in progress")
+        ~SettlingPartitions(settings.settle)
+        & ~AC.any_deps_missing()
+        & ~AC.any_deps_in_progress()
+        & ~AC.in_progress()
+    ).with_label("settled, no dep missing, nothing in progress")
 
 
 def _eager_trigger() -> dg.AutomationCondition:
@@ -334,7 +400,7 @@ def extract_condition(settings: AutomationSettings) -> dg.AutomationCondition:
         )
     ).with_label("missing or stale")
     refresh = (needs_load & _retry(settings)).with_label("load or refresh (with backoff)")
-    return ((_eager_trigger() | refresh) & _guards()).with_label("moocassets extract")
+    return ((_eager_trigger() | refresh) & _guards(settings)).with_label("moocassets extract")
 
 
 def warehouse_condition(settings: AutomationSettings) -> dg.AutomationCondition:
@@ -346,7 +412,9 @@ def warehouse_condition(settings: AutomationSettings) -> dg.AutomationCondition:
     (``any_deps_in_progress``), so the child runs once after the last parent.
     """
     retry_missing = (AC.missing() & _retry(settings)).with_label("missing (with backoff)")
-    return ((_eager_trigger() | retry_missing) & _guards()).with_label("moocassets warehouse")
+    return ((_eager_trigger() | retry_missing) & _guards(settings)).with_label(
+        "moocassets warehouse"
+    )
 
 
 def risk_model_condition(cron: str = "0 4 * * 1") -> dg.AutomationCondition:

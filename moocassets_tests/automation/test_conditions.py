@@ -6,8 +6,6 @@ reported into an ephemeral instance and ticks are evaluated at chosen times (no 
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -26,6 +24,7 @@ from moocassets_tests.automation.standins import (
     WAREHOUSE_TABLES,
     standin_assets,
 )
+from moocassets_tests.automation.ticks import evaluate, requested
 
 SETTINGS = AutomationSettings(
     stale_after=timedelta(hours=12),
@@ -37,31 +36,11 @@ RUNNING = "course-v1:Uni+RUN+2025"
 ENDED = "course-v1:Uni+END+2024"
 OTHER = "course-v1:O'Reilly+X+1"
 
-_INCLUDE_SOURCES = r".*include_sources.*"
-
-
-def _evaluate(
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    at: datetime,
-    cursor: object = None,
-    selection: dg.AssetSelection | None = None,
-) -> dg.EvaluateAutomationConditionsResult:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_INCLUDE_SOURCES, category=dg.BetaWarning)
-        return dg.evaluate_automation_conditions(
-            defs=defs, instance=instance, evaluation_time=at, cursor=cursor,  # type: ignore[arg-type]
-            asset_selection=selection,
-        )
+_evaluate = evaluate
 
 
 def _requested(result: dg.EvaluateAutomationConditionsResult) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for name in ALL_ASSETS:
-        keys = result.get_requested_partitions(dg.AssetKey(name))
-        if keys:
-            out[name] = set(keys)
-    return out
+    return requested(result, ALL_ASSETS)
 
 
 def _materialize(
@@ -83,15 +62,6 @@ def defs() -> dg.Definitions:
     return with_automation(dg.Definitions(assets=standin_assets()), SETTINGS)
 
 
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    inst = dg.DagsterInstance.ephemeral()
-    try:
-        yield inst
-    finally:
-        inst.dispose()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -111,10 +81,14 @@ def test_new_partition_is_loaded_once_end_to_end(
     first = _evaluate(defs, instance, t0)
     assert first.total_requested == 0
     instance.add_dynamic_partitions("course_id", [RUNNING])
-    second = _evaluate(defs, instance, t0 + timedelta(seconds=30), first.cursor)
+    seen = _evaluate(defs, instance, t0 + timedelta(seconds=30), first.cursor)
+    # just registered: left alone for the settle time (a backfill's run may be about to start)
+    assert seen.total_requested == 0
+    settled = t0 + timedelta(seconds=30) + SETTINGS.settle
+    second = _evaluate(defs, instance, settled, seen.cursor)
     # every asset of the new course, in one tick (downstream counts the parents' requests)
     assert _requested(second) == {name: {RUNNING} for name in ALL_ASSETS}
-    third = _evaluate(defs, instance, t0 + timedelta(seconds=60), second.cursor)
+    third = _evaluate(defs, instance, settled + timedelta(seconds=30), second.cursor)
     assert third.total_requested == 0
 
 
@@ -176,7 +150,10 @@ def test_missing_upstream_never_triggers_downstream(
     instance.add_dynamic_partitions("course_id", [RUNNING, OTHER])
     _materialize(instance, OTHER, EXTRACTS)  # OTHER: extracts present, warehouse missing
     warehouse_only = dg.AssetSelection.groups(keys.WAREHOUSE_GROUP, keys.FEATURES_GROUP)
-    tick = _evaluate(defs, instance, t0 + timedelta(minutes=1), selection=warehouse_only)
+    seen = _evaluate(defs, instance, t0 + timedelta(minutes=1), selection=warehouse_only)
+    assert seen.total_requested == 0  # first sight of never-loaded partitions: settling
+    tick = _evaluate(defs, instance, t0 + timedelta(minutes=1) + SETTINGS.settle, seen.cursor,
+                     selection=warehouse_only)
     requested = _requested(tick)
     assert all(RUNNING not in keys for keys in requested.values())  # its extracts are missing
     assert requested == {name: {OTHER} for name in WAREHOUSE_DEPS}

@@ -38,15 +38,6 @@ def mooc(sim_root: str) -> MoocApiResource:
     return MoocApiResource(base_url=mooc_base(sim_root), sessionid=SESSION, max_attempts=2)
 
 
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    inst = dg.DagsterInstance.ephemeral()
-    try:
-        yield inst
-    finally:
-        inst.dispose()
-
-
 def _sim_courses(root: str) -> list[str]:
     return [c["course_id"] for c in httpx.get(f"{root}/__sim__/courses").json()["courses"]]
 

@@ -21,6 +21,9 @@ DOCKERFILE = REPO / "Dockerfile"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERIGNORE = REPO / ".dockerignore"
 
+THIRD_PARTY_IMAGES = {"mysql", "proxy", "rabbitmq"}  # not built from the Dockerfile
+OPTIONAL_SERVICES = {"simulator": "demo", "proxy": "proxy"}  # service -> its compose profile
+
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?err}; `$${...}` is an escaped literal `$`.
 _VAR_RE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 _PLACEHOLDER_RE = re.compile(r"change-me|example\.(org|com)|^\d+$|^[a-z_]+$")
@@ -65,7 +68,8 @@ def _depends_on(svc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_compose_parses_with_expected_services(services: dict[str, dict[str, Any]]) -> None:
-    assert {"mysql", "code-server", "webserver", "daemon", "simulator"} <= set(services)
+    assert {"mysql", "code-server", "webserver", "webserver-readonly", "daemon", "simulator",
+            "proxy"} <= set(services)
 
 
 def test_mysql_is_mysql8_with_healthcheck_and_init_scripts(
@@ -81,11 +85,30 @@ def test_mysql_is_mysql8_with_healthcheck_and_init_scripts(
     sql = (REPO / "deploy" / "mysql-init" / "01-databases.sql").read_text()
     assert "`dagster_storage`" in sql and "`warehouse`" in sql
     users = (REPO / "deploy" / "mysql-init" / "02-users.sh").read_text()
-    assert init == ["01-databases.sql", "02-users.sh"]
-    for var in ("DAGSTER_MYSQL_USER", "WAREHOUSE_MYSQL_USER", "WAREHOUSE_MYSQL_PASSWORD"):
-        assert "${" + var + "}" in users
+    # the image runs *.sh and *.sql in name order and skips the template (02-users.sh reads it)
+    assert init == ["01-databases.sql", "02-users.sh", "users.sql.template"]
+    assert "users.sql.template" in users
+    for var in ("DAGSTER_MYSQL_USER", "DAGSTER_MYSQL_PASSWORD", "WAREHOUSE_MYSQL_USER",
+                "WAREHOUSE_MYSQL_PASSWORD"):
+        assert re.search(r"\$\{?" + var + r"\b", users), var
         assert var in mysql["environment"]
     assert "IDENTIFIED BY 'change" not in users  # no literal password in the init script
+
+
+def test_database_users_have_least_privileges() -> None:
+    """Checked for real on MariaDB by test_database_users.py; here: what the script grants."""
+    template = (REPO / "deploy" / "mysql-init" / "users.sql.template").read_text()
+    statements = re.sub(r"--[^\n]*", "", template)  # comments may say anything
+    grants = re.findall(r"'GRANT ([A-Z, ]+)'", statements)
+    assert len(grants) == 2, grants  # one per user, each on its own database
+    assert "ALL" not in " ".join(grants) and "GRANT OPTION" not in " ".join(grants)
+    assert "*.*" not in statements  # no global privilege
+    dagster, warehouse = (set(g.replace(" ON", "").split(", ")) for g in grants)
+    assert warehouse == {"SELECT", "INSERT", "DELETE", "CREATE", "ALTER", "INDEX", "DROP"}
+    assert dagster == warehouse | {"UPDATE", "REFERENCES"}
+    assert re.search(r"'REVOKE ALL PRIVILEGES, GRANT OPTION FROM '", statements)
+    assert re.search(r"@dagster_schema, ' TO ', @dagster_account", statements)
+    assert re.search(r"@warehouse_schema, ' TO ', @warehouse_account", statements)
 
 
 def test_depends_on_targets_exist_and_wait_for_health(
@@ -154,7 +177,7 @@ def test_one_image_built_from_the_dockerfile_used_everywhere(
 ) -> None:
     images = set()
     for name, svc in services.items():
-        if name in ("mysql", "rabbitmq"):  # third-party images
+        if name in THIRD_PARTY_IMAGES:
             continue
         assert svc["build"]["dockerfile"] == "Dockerfile", name
         assert svc["build"]["context"] == "."
@@ -188,7 +211,7 @@ def test_process_commands_and_workspace(services: dict[str, dict[str, Any]]) -> 
 def test_simulator_is_optional_profile(services: dict[str, dict[str, Any]]) -> None:
     assert services["simulator"]["profiles"] == ["demo"]
     for name, svc in services.items():
-        if name != "simulator" and svc.get("profiles") != ["celery"]:  # (test_celery_deploy)
+        if name not in OPTIONAL_SERVICES and svc.get("profiles") != ["celery"]:  # (celery: test_celery_deploy)
             assert "profiles" not in svc, f"{name} must start without a profile"
     cmd = " ".join(services["simulator"]["command"])
     assert "moocassets.simulator" in cmd and "--port 8765" in cmd
@@ -290,3 +313,127 @@ def test_every_copy_source_exists_in_the_build_context() -> None:
             for src in sources:
                 assert (REPO / src).exists(), f"Dockerfile copies {src}, which does not exist"
                 assert src not in ignored, f"{src} is excluded by .dockerignore"
+
+
+# --- Who can reach what (issue 15): docs/DEPLOYMENT.md "Who can reach what" ------------------
+
+CADDYFILE = REPO / "deploy" / "proxy" / "Caddyfile"
+
+
+def _with_defaults(text: str) -> str:
+    """``text`` with every ``${VAR:-default}`` replaced by its default (what an empty .env
+    gives); a variable without a default is left as ``<VAR>``."""
+    return _VAR_RE.sub(
+        lambda m: m.group(3) if m.group(2) in (":-", "-") else f"<{m.group(1)}>", text
+    )
+
+
+def _published(svc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host address, container port) of each published port, with default variables."""
+    out = []
+    for mapping in svc.get("ports", []):
+        if isinstance(mapping, dict):  # long syntax
+            out.append((str(mapping.get("host_ip", "0.0.0.0")), str(mapping["target"])))
+            continue
+        parts = _with_defaults(str(mapping)).split(":")
+        out.append((parts[0] if len(parts) == 3 else "0.0.0.0", parts[-1]))
+    return out
+
+
+def test_nothing_but_the_proxy_is_published_beyond_loopback_by_default(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, svc in services.items():
+        if name == "proxy":
+            continue  # every site behind basic auth (test below, and test_proxy.py for real)
+        for address, port in _published(svc):
+            assert address == "127.0.0.1", f"{name} publishes {port} on {address}"
+    # the full UI has no setting that would open it: its address is not a variable
+    assert services["webserver"]["ports"] == ["127.0.0.1:${DAGSTER_WEBSERVER_PORT:-3000}:3000"]
+
+
+def test_docker_socket_only_where_no_one_gets_in_without_a_login(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    with_socket = {
+        name for name, svc in services.items()
+        if any("docker.sock" in str(v) for v in svc.get("volumes", []))
+    }
+    # the daemon launches run containers; the full UI stops them. Neither is reachable from
+    # another host except through the proxy's operator accounts.
+    assert with_socket == {"daemon", "webserver"}
+    assert "ports" not in services["daemon"]
+    for name in ("webserver-readonly", "proxy"):
+        assert "group_add" not in services[name]
+
+
+def test_readonly_webserver_is_the_same_ui_without_mutations(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    readonly, full = services["webserver-readonly"], services["webserver"]
+    assert readonly["command"] == [*full["command"], "--read-only"]
+    assert readonly["volumes"] == ["dagster_storage:/opt/dagster/dagster_home/storage:ro"]
+    assert readonly["healthcheck"] == full["healthcheck"]
+    assert _depends_on(readonly) == _depends_on(full)
+
+
+def test_webservers_and_proxy_hold_no_warehouse_or_source_credentials(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name in ("webserver", "webserver-readonly", "proxy"):
+        env = services[name].get("environment", {})
+        leaked = [k for k in env if k.startswith("MOOCASSETS_") or k.startswith("WAREHOUSE_")]
+        assert not leaked, f"{name} does not run asset code but gets {leaked}"
+    for name in ("code-server", "daemon"):  # these evaluate and launch asset code
+        assert "MOOCASSETS_DATABASE_URL" in services[name]["environment"]
+
+
+def _caddy_blocks(text: str) -> dict[str, str]:
+    """Top-level blocks of a Caddyfile: header line -> body (blocks close with `}` at column 0)."""
+    blocks: dict[str, str] = {}
+    header: str | None = None
+    body: list[str] = []
+    for line in text.splitlines():
+        if header is None:
+            if line.rstrip().endswith("{") and not line.startswith(("#", " ", "\t")):
+                header, body = line.rstrip()[:-1].strip(), []
+        elif line.startswith("}"):
+            blocks[header] = "\n".join(body)
+            header = None
+        else:
+            body.append(line.split("#", 1)[0] if line.lstrip().startswith("#") else line)
+    assert header is None, "unclosed block"
+    return blocks
+
+
+def test_proxy_puts_basic_auth_in_front_of_every_site(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Static half (`caddy validate` and real requests: test_proxy.py)."""
+    blocks = _caddy_blocks(CADDYFILE.read_text())
+    options = blocks.pop("")
+    assert "admin off" in options and "auto_https disable_redirects" in options
+    sites = {h: b for h, b in blocks.items() if not h.startswith("(")}
+    assert len(sites) == 2
+    upstreams = {}
+    for header, body in sites.items():
+        assert "basic_auth {" in body and "reverse_proxy" in body, header
+        upstream = re.search(r"reverse_proxy \{\$[A-Z_]+:([\w-]+):(\d+)\}", body)
+        assert upstream, body
+        upstreams[upstream.group(1)] = (header, body)
+        service = services[upstream.group(1)]
+        assert upstream.group(2) == service["command"][service["command"].index("-p") + 1]
+    readonly_site, readonly = upstreams["webserver-readonly"]
+    admin_site, admin = upstreams["webserver"]
+    assert "PROXY_VIEWER_USER" in readonly and "PROXY_OPERATOR_USER" in readonly
+    assert "PROXY_VIEWER_USER" not in admin and "PROXY_OPERATOR_USER" in admin
+    # compose publishes each site's default port, and passes every account variable
+    proxy = services["proxy"]
+    site_ports = {h.rsplit(":", 1)[1].rstrip("}") for h in (readonly_site, admin_site)}
+    assert {port for _, port in _published(proxy)} == site_ports
+    code = "\n".join(line.split("#", 1)[0] for line in CADDYFILE.read_text().splitlines())
+    for var in re.findall(r"\{\$([A-Z_]+)\}", code):
+        assert var in proxy["environment"], f"{var} is used by the Caddyfile, not passed"
+    assert "./deploy/proxy/Caddyfile:/etc/caddy/Caddyfile:ro" in proxy["volumes"]
+    assert proxy["profiles"] == ["proxy"]
+    assert re.fullmatch(r"caddy:2\.\d+-alpine", proxy["image"])
