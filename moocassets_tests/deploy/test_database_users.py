@@ -21,8 +21,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from moocassets.io import make_engine
-from moocassets.io.mysql_io_manager import write_table
+from moocassets.io import make_engine, write_table
+from moocassets.io.objects import ObjectKey, TableObjects
 from moocassets.schema import table_spec
 from moocassets_tests.conftest import drop_database, make_database
 from moocassets_tests.io.helpers import h5p_frame
@@ -170,6 +170,12 @@ def test_warehouse_user_writes_tables_like_the_io_manager(users: Users) -> None:
     assert rows == len(h5p_frame(course, learners=2))
     whole = table_spec("h5p_scores")
     write_table(engine, whole, h5p_frame(course), None)  # staging table, RENAME, DROP
+    # the extract/model store (pipeline_objects, the Celery variant's shared storage)
+    store = TableObjects(users.warehouse)
+    key = ObjectKey("extracts", "h5p_scores_extract", course)
+    store.put_many({key: h5p_frame(course)})
+    store.put_many({key: h5p_frame(course, learners=2)})  # replaced, not updated
+    assert len(store.get_many([key])[key]) == len(h5p_frame(course, learners=2))
 
 
 def test_neither_user_can_touch_the_other_database(users: Users) -> None:
